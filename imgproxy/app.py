@@ -1,0 +1,134 @@
+"""create_app(settings): the one place where things are wired together.
+
+The lifespan owns everything shared: stores and their clients, the renderer,
+the memory tier. ``/v/`` requests go straight to :class:`VariantEndpoint`;
+everything else (``/healthz``, ``/metrics``) goes through Starlette.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .cache.memory import memory_tier
+from .config import Settings, load_settings
+from .errors import ImgproxyError
+from .keys import resolve_keys
+from .metrics import exposition
+from .presets import Preset, load_presets
+from .render import Limits, RenderJob, Source, render
+from .routes import Receive, Scope, Send, VariantEndpoint, send_error
+from .stores import OriginalStore, VariantStore, file_path
+from .stores.local import LocalOriginals, LocalVariants
+from .variants import Variants
+from .workers import ThreadRenderer
+
+log = logging.getLogger("imgproxy")
+
+# A 2x2 PNG: /healthz renders it through libvips end to end.
+_PROBE = Source(data=bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000020000000208020000"
+    "00fdd49a730000000b4944415408996360400600000e0001b19aea06"
+    "0000000049454e44ae426082"
+))
+_PROBE_PRESET = Preset(name="healthz", width=1, height=1)
+
+
+def open_originals(settings: Settings) -> OriginalStore:
+    return LocalOriginals(file_path(settings.originals), settings.max_source_bytes)
+
+
+def open_variants(settings: Settings) -> VariantStore:
+    return LocalVariants(file_path(settings.variants))
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(settings.max_source_pixels, settings.max_frames, settings.max_output_pixels)
+
+
+class App:
+    """Routes ``/v/`` to the variant endpoint, the rest to Starlette."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.presets = load_presets(settings.presets)  # a bad preset stops start-up
+        self.keys = resolve_keys(settings)
+        self.endpoint: VariantEndpoint | None = None
+        self.renderer: ThreadRenderer | None = None
+        self.starlette = Starlette(
+            routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics)],
+            lifespan=self.lifespan,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v/"):
+            if self.endpoint is None:
+                await send_error(send, _starting())
+                return
+            await self.endpoint(scope, receive, send)
+            return
+        await self.starlette(scope, receive, send)
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        s = self.settings
+        originals = open_originals(s)
+        store = open_variants(s)
+        self.renderer = ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
+        variants = Variants(originals, store, memory_tier(s.memory_cache_mb * 1024 * 1024),
+                            self.renderer, limits(s))
+        self.endpoint = VariantEndpoint(self.keys, self.presets, variants)
+        log.info("imgproxy ready: %d presets, originals %s, variants %s",
+                 len(self.presets), s.originals, s.variants)
+        try:
+            yield
+        finally:
+            # Shutdown: uvicorn has stopped accepting and drained requests;
+            # close clients last so in-flight work could still use them.
+            self.endpoint = None
+            await self.renderer.aclose()
+            await store.aclose()
+            await originals.aclose()
+
+    async def healthz(self, request: Request) -> Response:
+        assert self.renderer is not None
+        started = time.perf_counter()
+        try:
+            with anyio.fail_after(5):
+                await anyio.to_thread.run_sync(
+                    render, RenderJob(_PROBE, _PROBE_PRESET, "png", Limits())
+                )
+        except (ImgproxyError, TimeoutError) as exc:
+            return JSONResponse({"status": "unhealthy", "detail": str(exc)}, status_code=503)
+        return JSONResponse(
+            {"status": "ok", "render_ms": round((time.perf_counter() - started) * 1000, 2),
+             "renders_pending": self.renderer.pending},
+            headers={"cache-control": "no-store"},
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type, headers={"cache-control": "no-store"})
+
+
+def _starting() -> ImgproxyError:
+    from .errors import Unavailable
+
+    return Unavailable("server is starting", retry_after=1)
+
+
+def create_app(settings: Settings | None = None) -> App:
+    return App(settings or load_settings())
+
+
+def create_app_from_env() -> Any:
+    """uvicorn factory for worker processes: settings come from the environment."""
+    return create_app(load_settings())

@@ -1,0 +1,1 @@
+"""In-process caching: the memory tier and single-flight."""

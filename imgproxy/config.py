@@ -1,0 +1,177 @@
+"""Settings, declared once.
+
+Every setting is a field of :class:`Settings` with a default and a one-line
+description. From that one declaration come:
+
+- the TOML keys of ``config/imgproxy.toml`` (another file via ``IMGPROXY_CONFIG``),
+- the environment variables ``IMGPROXY_<NAME>``, which override the file,
+- the ``imgproxy serve --<name>`` options, which override both.
+
+Values are parsed and validated once, at start-up; a bad one raises
+:class:`ConfigError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "IMGPROXY_"
+DEFAULT_CONFIG_FILE = "config/imgproxy.toml"
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names it as ``IMGPROXY_<NAME>``."""
+
+
+def setting(default: Any, description: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"description": description, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = setting("development", "'development' or 'production'; production requires keys")
+    keys: tuple[str, ...] = setting((), "comma-separated signing keys; the first signs, all verify", secret=True)
+    dev_key_file: str = setting("data/dev-key", "where development mode keeps its generated key")
+    originals: str = setting("file://./data/originals", "originals store: file:///path, s3://bucket/prefix or https://host/prefix/ (comma-separated for several HTTP prefixes)")
+    variants: str = setting("file://./data/variants", "variant store: file:///path or s3://bucket/prefix")
+    presets: str = setting("config/presets.toml", "presets file")
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8080, "port to listen on")
+    workers: int = setting(1, "server processes")
+    log_level: str = setting("info", "uvicorn log level")
+    memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
+    render_threads: int = setting(0, "concurrent renders per process; 0 means one per CPU core")
+    render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
+    render_mode: str = setting("thread", "'thread' renders in a thread pool; 'process' in isolated worker processes")
+    vips_concurrency: int = setting(1, "libvips threads per render; parallelism comes from concurrent renders")
+    max_source_bytes: int = setting(64 * 1024 * 1024, "largest original accepted, in bytes (413 above)")
+    max_source_pixels: int = setting(100_000_000, "largest original accepted, in pixels, read from the header before decoding (413 above)")
+    max_frames: int = setting(256, "most animation frames or pages decoded (413 above)")
+    max_output_pixels: int = setting(50_000_000, "largest variant rendered, in pixels (413 above)")
+    render_timeout: float = setting(30.0, "seconds one render may take (504 above)")
+    download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
+    worker_memory_mb: int = setting(2048, "address-space cap of each render worker process, in MiB")
+    worker_cpu_seconds: int = setting(300, "CPU-time cap of each render worker process before it is replaced")
+    s3_endpoint_url: str = setting("", "S3-compatible endpoint (MinIO, R2, Ceph); empty means AWS")
+    s3_lease_seconds: float = setting(60.0, "how long a render lease on a shared S3 variant bucket lasts")
+    http_allow_private: bool = setting(False, "allow HTTP origins on loopback/private/link-local addresses (development only)")
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, name: str, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {why}")
+
+        check(self.env in ("development", "production"), "env", "must be 'development' or 'production'")
+        check(self.render_mode in ("thread", "process"), "render_mode", "must be 'thread' or 'process'")
+        check(1 <= self.port <= 65535, "port", "must be 1..65535")
+        check(self.workers >= 1, "workers", "must be at least 1")
+        check(self.memory_cache_mb >= 0, "memory_cache_mb", "must be >= 0")
+        check(self.render_threads >= 0, "render_threads", "must be >= 0")
+        check(self.render_queue >= 0, "render_queue", "must be >= 0")
+        check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
+        for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
+                     "worker_memory_mb", "worker_cpu_seconds"):
+            check(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("render_timeout", "download_timeout", "s3_lease_seconds"):
+            check(getattr(self, name) > 0, name, "must be > 0")
+        for name in ("originals", "variants"):
+            for url in getattr(self, name).split(","):
+                scheme = urlsplit(url.strip()).scheme
+                allowed = ("file", "s3", "http", "https") if name == "originals" else ("file", "s3")
+                check(scheme in allowed, name, f"{url!r}: scheme must be one of {', '.join(allowed)}")
+        if self.env == "production":
+            check(bool(self.keys), "keys", "production needs at least one signing key")
+            for key in self.keys:
+                check(len(key) >= 32, "keys", "production keys must be at least 32 characters")
+                check(key != _read_dev_key(self.dev_key_file), "keys",
+                      "production refuses the development key")
+
+    @property
+    def concurrency(self) -> int:
+        return self.render_threads or os.cpu_count() or 1
+
+    def describe(self) -> dict[str, str]:
+        """Settings as printable strings, secrets masked."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["secret"]:
+                value = f"<{len(value)} key(s)>"
+            out[f.name] = str(value)
+        return out
+
+
+def _read_dev_key(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _parse(f: dataclasses.Field[Any], raw: Any) -> Any:
+    name = f"{ENV_PREFIX}{f.name.upper()}"
+    kind = type(f.default)
+    try:
+        if kind is tuple:
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return str(raw).strip()
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {raw!r} is not a valid {kind.__name__}") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """File, then environment, then explicit overrides (CLI options)."""
+    environ = os.environ if environ is None else environ
+    path = environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG_FILE)
+    values: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as fh:
+            values.update(tomllib.load(fh))
+    except FileNotFoundError:
+        if f"{ENV_PREFIX}CONFIG" in environ:
+            raise ConfigError(f"{ENV_PREFIX}CONFIG: {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: {path}: {exc}") from None
+    known = {f.name: f for f in fields(Settings)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: unknown setting(s) {sorted(unknown)} in {path}")
+    for name in known:
+        env_name = f"{ENV_PREFIX}{name.upper()}"
+        if env_name in environ:
+            values[name] = environ[env_name]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return Settings(**{name: _parse(known[name], raw) for name, raw in values.items()})
+
+
+def to_environ(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces ``settings`` in a child process."""
+    env = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        env[f"{ENV_PREFIX}{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
+    return env

@@ -1,0 +1,36 @@
+"""Prometheus metrics.
+
+Under ``imgproxy serve`` every server process writes its samples to
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them, so counters are the
+machine's totals whichever process answers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY
+from prometheus_client.multiprocess import MultiProcessCollector
+
+RENDERS = Counter("imgproxy_renders_total", "Variants rendered", ["preset", "format"])
+REQUESTS = Counter("imgproxy_requests_total", "Variant requests by outcome", ["outcome"])
+RENDER_SECONDS = Histogram(
+    "imgproxy_render_seconds", "Time to render one variant", ["format"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+STORE_ERRORS = Counter("imgproxy_store_errors_total", "Variant store failures", ["operation"])
+
+#: Bound once: the hit path increments these without a label lookup.
+OUTCOME = {
+    name: REQUESTS.labels(name)
+    for name in ("memory", "store", "render", "not_modified")
+}
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,99 @@
+"""What to render, decided from the preset and the source's header alone.
+
+A :class:`Plan` is frozen and computed before any pixel is decoded, so every
+limit (pixels, frames, output size) is enforced up front.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import TooLarge
+from ..presets import Preset
+
+#: Loaders whose frames we keep when the output can animate.
+ANIMATED_LOADERS = frozenset({"gifload", "gifload_source", "webpload", "webpload_source"})
+ANIMATED_OUTPUTS = frozenset({"webp"})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_source_pixels: int = 100_000_000
+    max_frames: int = 256
+    max_output_pixels: int = 50_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What a header-only load tells about a source."""
+
+    loader: str
+    width: int
+    height: int  # of one frame
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    width: int  # the box
+    height: int
+    crop: bool
+    enlarge: bool
+    fmt: str
+    quality: int
+    strip: bool
+    frames: int  # frames to decode: 1, or all of an animation
+    flatten: bool  # the output has no alpha channel
+
+
+def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits) -> Plan:
+    animate = (
+        header.frames > 1 and header.loader in ANIMATED_LOADERS and fmt in ANIMATED_OUTPUTS
+    )
+    frames = header.frames if animate else 1
+    if header.frames > limits.max_frames:
+        raise TooLarge(
+            f"source has {header.frames} frames; the limit is {limits.max_frames}",
+            limit="max_frames",
+        )
+    pixels = header.width * header.height * frames
+    if pixels > limits.max_source_pixels:
+        raise TooLarge(
+            f"source has {pixels} pixels; the limit is {limits.max_source_pixels}",
+            limit="max_source_pixels",
+        )
+    out_w, out_h = output_size(header.width, header.height, preset)
+    if out_w * out_h * frames > limits.max_output_pixels:
+        raise TooLarge(
+            f"variant would have {out_w * out_h * frames} pixels; "
+            f"the limit is {limits.max_output_pixels}",
+            limit="max_output_pixels",
+        )
+    return Plan(
+        width=preset.width,
+        height=preset.height,
+        crop=preset.fit == "cover",
+        enlarge=preset.enlarge,
+        fmt=fmt,
+        quality=preset.quality[fmt],
+        strip=preset.strip,
+        frames=frames,
+        flatten=fmt == "jpg",
+    )
+
+
+def output_size(width: int, height: int, preset: Preset) -> tuple[int, int]:
+    """The variant's size for a (upright) source of ``width`` x ``height``.
+
+    An upper bound used for limits; libvips rounds the same way to within a pixel.
+    """
+    if preset.fit == "cover":
+        scale = max(preset.width / width, preset.height / height)
+    else:
+        scale = min(preset.width / width, preset.height / height)
+    if not preset.enlarge:
+        scale = min(scale, 1.0)
+    out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+    if preset.fit == "cover":
+        out_w, out_h = min(out_w, preset.width), min(out_h, preset.height)
+    return out_w, out_h

@@ -1,0 +1,117 @@
+"""Open a source and read its header without decoding pixels.
+
+Third-party decoder errors are mapped here, where they enter:
+unknown formats become 415, anything else the decoder says becomes 422.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pyvips
+
+from ..errors import ImgproxyError, TooLarge, Undecodable, Unsupported
+from .plan import Header, Limits
+
+#: Loaders given the bytes, never a path: an SVG loaded from a file may pull
+#: in files beside it; from memory it has no base to resolve anything against.
+_BUFFER_ONLY = frozenset({"svgload", "svgload_source"})
+
+
+@dataclass(frozen=True)
+class Source:
+    """An original: a local path (no copy) or bytes fetched from a remote store."""
+
+    path: str | None = None
+    data: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        with open(self.path, "rb") as f:
+            return f.read()
+
+
+def map_vips_error(exc: pyvips.Error) -> ImgproxyError:
+    message = f"{exc.message} {exc.detail or ''}"
+    if "not a known" in message or "is not in a known format" in message:
+        return Unsupported("the original is in a format this server cannot read")
+    if "out of order read" in message or "premature end" in message.lower():
+        return Undecodable("the original is truncated")
+    return Undecodable("the original cannot be decoded", reason=_first_line(exc.detail or exc.message))
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:200] if lines else "decode error"
+
+
+def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
+    """Read the header; returns it and the source as it should be loaded.
+
+    Raises 413 for sources over the pixel or frame limits before any decode.
+    """
+    try:
+        image = _open(source)
+        loader = image.get("vips-loader")
+    except pyvips.Error as exc:
+        raise map_vips_error(exc) from None
+    if loader in _BUFFER_ONLY and source.data is None:
+        source = Source(data=source.read())
+    fields = image.get_fields()
+    frames = image.get("n-pages") if "n-pages" in fields else 1
+    height = image.height
+    if "page-height" in fields and frames > 1:
+        height = image.get("page-height")
+    header = Header(loader=loader, width=image.width, height=height, frames=max(1, frames))
+    if "heif-compression" in fields and image.get("heif-compression") == "hevc":
+        header = Header("heif-hevc", header.width, header.height, header.frames)
+    if header.width * header.height > limits.max_source_pixels:
+        raise TooLarge(
+            f"source has {header.width * header.height} pixels; "
+            f"the limit is {limits.max_source_pixels}",
+            limit="max_source_pixels",
+        )
+    return header, source
+
+
+def _open(source: Source) -> pyvips.Image:
+    if source.data is not None:
+        return pyvips.Image.new_from_buffer(source.data, "", access="sequential")
+    return pyvips.Image.new_from_file(source.path, access="sequential")
+
+
+def decode_hevc(source: Source) -> pyvips.Image:
+    """HEVC-coded HEIC through pi-heif: the libvips wheel carries no HEVC decoder.
+
+    libheif applies the container's rotation and mirroring (irot/imir), which is
+    where HEIF keeps orientation, so no EXIF rotation is applied after this.
+    """
+    try:
+        import pi_heif
+    except ImportError:  # pragma: no cover - pi-heif is a dependency
+        raise Unsupported("HEIC (HEVC) decoding is not available on this server") from None
+    try:
+        heif = pi_heif.open_heif(io.BytesIO(source.read()), convert_hdr_to_8bit=True)
+        primary = heif[heif.primary_index]
+        mode = primary.mode
+        data = bytes(primary.data)
+        width, height = primary.size
+        stride = primary.stride
+        icc = primary.info.get("icc_profile")
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise Undecodable("the HEIC original cannot be decoded", reason=str(exc)[:200]) from None
+    bands = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}.get(mode.split(";")[0])
+    if bands is None:
+        raise Unsupported(f"HEIC pixel mode {mode} is not supported")
+    row = width * bands
+    if stride != row:
+        data = b"".join(data[y * stride : y * stride + row] for y in range(height))
+    image = pyvips.Image.new_from_memory(data, width, height, bands, "uchar")
+    image = image.copy(interpretation="b-w" if bands <= 2 else "srgb")
+    if icc:
+        image = image.copy()
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", bytes(icc))
+    return image

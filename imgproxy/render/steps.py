@@ -1,0 +1,77 @@
+"""The render pipeline: small pure steps ``(image, plan) -> image``.
+
+Each step returns its input untouched when it has nothing to do. pyvips
+images are immutable, so steps share nothing but their arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pyvips
+
+from .plan import Header, Plan
+from .source import Source, decode_hevc
+
+Step = Callable[[pyvips.Image, Plan], pyvips.Image]
+
+#: Working colour space of every variant. Embedded ICC profiles (Adobe RGB,
+#: ProPhoto, P3, CMYK) are converted to it; untagged CMYK uses libvips'
+#: built-in CMYK profile, so it never comes out inverted.
+OUTPUT_PROFILE = "srgb"
+
+
+def load(source: Source, header: Header, plan: Plan) -> pyvips.Image:
+    """Decode at (close to) the target size: JPEG, WebP and HEIF shrink on load.
+
+    ``thumbnail`` also applies EXIF orientation and the ICC transform.
+    """
+    options = dict(
+        height=plan.height,
+        size="both" if plan.enlarge else "down",
+        crop="centre" if plan.crop else "none",
+        output_profile=OUTPUT_PROFILE,
+    )
+    if header.loader == "heif-hevc":
+        return decode_hevc(source).thumbnail_image(plan.width, **options)
+    loader_options = "n=-1" if plan.frames > 1 else ""
+    if source.data is not None:
+        return pyvips.Image.thumbnail_buffer(
+            source.data, plan.width, option_string=loader_options, **options
+        )
+    path = f"{source.path}[{loader_options}]" if loader_options else source.path
+    return pyvips.Image.thumbnail(path, plan.width, **options)
+
+
+def to_srgb(image: pyvips.Image, plan: Plan) -> pyvips.Image:
+    """8-bit sRGB (or 8-bit grey): 16-bit, Lab, CMYK without ICC and the like."""
+    if image.interpretation in ("srgb", "b-w") and image.format == "uchar":
+        return image
+    target = "b-w" if image.interpretation in ("b-w", "grey16") else "srgb"
+    image = image.colourspace(target)
+    if image.format != "uchar":
+        image = image.cast("uchar")
+    return image
+
+
+def flatten(image: pyvips.Image, plan: Plan) -> pyvips.Image:
+    """Formats without alpha get the image composed over white, not black."""
+    if not plan.flatten or not image.hasalpha():
+        return image
+    return image.flatten(background=[255] * (image.bands - 1))
+
+
+def strip_gps(image: pyvips.Image, plan: Plan) -> pyvips.Image:
+    """Presets that keep metadata still never leak location (EXIF IFD3 = GPS)."""
+    if plan.strip:
+        return image  # the encoder drops all metadata
+    gps = [name for name in image.get_fields() if name.startswith("exif-ifd3-")]
+    if not gps:
+        return image
+    image = image.copy()
+    for name in gps:
+        image.remove(name)
+    return image
+
+
+PIPELINE: tuple[Step, ...] = (to_srgb, flatten, strip_gps)

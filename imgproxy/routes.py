@@ -1,0 +1,111 @@
+"""The variant endpoint, as a plain ASGI app: the hit path is a few dict
+lookups and two ``send`` calls, with no framework objects built per request.
+
+    GET|HEAD /v/<preset>/<id>.<fmt>?s=<signature>
+      1. query: exactly one ``s``                   400 / 403
+      2. signature over the raw path                403
+      3. parse preset, id, format                   400
+      4. preset known                               404
+      5. memory -> store -> render (variants.py)    404 / 413 / 415 / 422 / 503 / 504
+      6. If-None-Match                              304
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+from .errors import BadRequest, Forbidden, ImgproxyError, NotFound
+from .metrics import OUTCOME, REQUESTS
+from .presets import Preset
+from .signing import verify
+from .stores import Variant
+from .urls import PREFIX, parse_path, signature_from_query
+from .variants import Variants
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("imgproxy")
+_PREFIX = PREFIX.encode()
+_TIER = {tier: (b"x-imgproxy-tier", tier.encode()) for tier in ("memory", "store", "render")}
+
+
+class VariantEndpoint:
+    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: Variants) -> None:
+        self.keys = tuple(keys)
+        self.presets = presets
+        self.variants = variants
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await send_error(send, _method_not_allowed())
+            return
+        try:
+            variant, tier = await self._variant(scope)
+        except ImgproxyError as exc:
+            REQUESTS.labels(exc.error).inc()
+            await send_error(send, exc, head=method == "HEAD")
+            return
+        except Exception:  # a bug, not bad input: say so, keep serving
+            log.exception("unhandled error for %s", scope.get("path"))
+            REQUESTS.labels("internal").inc()
+            await send_error(send, ImgproxyError("internal error"), head=method == "HEAD")
+            return
+        if _not_modified(scope, variant):
+            OUTCOME["not_modified"].inc()
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": [h for h in variant.headers if h[0] in (b"etag", b"cache-control", b"last-modified")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        OUTCOME[tier].inc()
+        await send({"type": "http.response.start", "status": 200, "headers": [*variant.headers, _TIER[tier]]})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else variant.body})
+
+    async def _variant(self, scope: Scope) -> tuple[Variant, str]:
+        signature = signature_from_query(scope.get("query_string", b""))
+        raw = scope.get("raw_path") or scope["path"].encode()
+        try:
+            path = raw[len(_PREFIX):].decode("ascii")
+        except UnicodeDecodeError:
+            raise BadRequest("the path must be ASCII") from None
+        if not verify(self.keys, path, signature):
+            raise Forbidden("bad signature")
+        request = parse_path(path)
+        preset = self.presets.get(request.preset)
+        if preset is None:
+            raise NotFound(f"unknown preset {request.preset!r}")
+        return await self.variants.get(request, preset)
+
+
+def _not_modified(scope: Scope, variant: Variant) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            tags = [t.strip().removeprefix("W/") for t in value.decode("latin-1").split(",")]
+            return "*" in tags or variant.etag in tags
+    return False
+
+
+def _method_not_allowed() -> ImgproxyError:
+    error = ImgproxyError("only GET and HEAD are allowed")
+    error.status, error.error = 405, "method_not_allowed"
+    return error
+
+
+async def send_error(send: Send, exc: ImgproxyError, head: bool = False) -> None:
+    body = json.dumps(exc.body()).encode()
+    cache = b"no-store" if exc.max_age is None else f"public, max-age={exc.max_age}".encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", cache),
+    ]
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
+    if exc.status == 405:
+        headers.append((b"allow", b"GET, HEAD"))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})

@@ -1,0 +1,149 @@
+"""Local-folder stores.
+
+Variants are written atomically (temp file, fsync, link into place) and never
+overwrite an existing file. Several processes sharing one folder serialise the
+render of a key with an OS file lock (``flock``), which the kernel releases if
+the holder dies, so a crash can never wedge a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import tempfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+import anyio
+
+from ..errors import NotFound, TooLarge, Unavailable
+from ..render import Source
+from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of
+
+log = logging.getLogger("imgproxy.stores")
+_CANDIDATE_SUFFIXES = ("",) + tuple(
+    f".{ext}" for e in ORIGINAL_EXTENSIONS for ext in (e, e.upper())
+)
+
+
+def _inside(root: Path, id: str) -> Path:
+    """``root/id``, refusing anything (symlinks included) that resolves outside root."""
+    path = (root / id).resolve()
+    if path != root and root not in path.parents:
+        raise NotFound("no such original")
+    return path
+
+
+class LocalOriginals:
+    def __init__(self, root: str, max_bytes: int) -> None:
+        self.root = Path(root).resolve()
+        self.max_bytes = max_bytes
+
+    def _find(self, id: str) -> Original:
+        base = self.root / id
+        for suffix in _CANDIDATE_SUFFIXES:
+            candidate = base.with_name(base.name + suffix)
+            try:
+                st = candidate.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise Unavailable(f"originals store error: {exc.strerror}") from None
+            if not candidate.is_file():
+                continue
+            path = _inside(self.root, f"{id}{suffix}")
+            if st.st_size > self.max_bytes:
+                raise TooLarge(
+                    f"original is {st.st_size} bytes; the limit is {self.max_bytes}",
+                    limit="max_source_bytes",
+                )
+            key = f"{id}{suffix}"
+            return Original(key, f"{key}:{st.st_size}:{st.st_mtime_ns}", Source(path=str(path)))
+        raise NotFound("no such original")
+
+    async def fetch(self, id: str) -> Original:
+        return await anyio.to_thread.run_sync(self._find, id)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class LocalVariants:
+    def __init__(self, root: str) -> None:
+        self.root = Path(root).resolve()
+        self.locks = self.root / ".locks"
+        self.locks.mkdir(parents=True, exist_ok=True)
+
+    def _read(self, key: str) -> Variant | None:
+        try:
+            with open(self.root / key, "rb") as f:
+                body = f.read()
+                mtime = os.fstat(f.fileno()).st_mtime
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise Unavailable(f"variant store error: {exc.strerror}") from None
+        return Variant.make(body, content_type_of(key), mtime)
+
+    async def get(self, key: str) -> Variant | None:
+        return await anyio.to_thread.run_sync(self._read, key)
+
+    def _write(self, key: str, body: bytes) -> bool:
+        final = self.root / key
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, final)  # unlike rename, fails if the variant exists
+            except FileExistsError:
+                return False
+            _fsync_dir(final.parent)
+            return True
+        finally:
+            os.unlink(tmp)
+
+    async def put(self, key: str, variant: Variant, metadata: dict[str, str]) -> bool:
+        return await anyio.to_thread.run_sync(self._write, key, variant.body)
+
+    @asynccontextmanager
+    async def lease(self, key: str) -> AsyncIterator[Variant | None]:
+        name = hashlib.sha256(key.encode()).hexdigest()[:40]
+        fd = os.open(self.locks / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            delay = 0.002
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            yield await self.get(key)
+        finally:
+            os.close(fd)  # releases the lock
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems refuse directory fsync
+        if exc.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,79 @@
+"""Variant URLs: ``/v/<preset>/<id>.<fmt>?s=<signature>``, parsed with no I/O.
+
+Every variant has exactly one URL: the raw path may hold no percent-escapes
+(nothing in an id needs them), and the query is exactly one ``s``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from .errors import BadRequest, Forbidden
+from .presets import CONTENT_TYPES, FORMATS
+from .signing import canonical, sign
+
+PREFIX = "/v/"
+MAX_ID_LENGTH = 512
+_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_PRESET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class VariantRequest:
+    preset: str
+    id: str
+    fmt: str
+
+    @property
+    def canonical(self) -> str:
+        return canonical(self.preset, self.id, self.fmt)
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.fmt]
+
+
+def check_id(id: str) -> str:
+    """An id: ``/``-separated segments of ``[A-Za-z0-9._-]``, no ``.``/``..``."""
+    if not id or len(id) > MAX_ID_LENGTH:
+        raise BadRequest(f"id must be 1..{MAX_ID_LENGTH} characters")
+    for segment in id.split("/"):
+        if not _SEGMENT.match(segment) or segment in (".", ".."):
+            raise BadRequest("id segments are [A-Za-z0-9._-], not '.' or '..'")
+    return id
+
+
+def parse_path(path: str) -> VariantRequest:
+    """``<preset>/<id>.<fmt>`` (the part after ``/v/``) to a request."""
+    preset, sep, rest = path.partition("/")
+    if not sep or not _PRESET.match(preset):
+        raise BadRequest("expected /v/<preset>/<id>.<format>")
+    id, dot, fmt = rest.rpartition(".")
+    if not dot or fmt not in FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(FORMATS)}")
+    return VariantRequest(preset, check_id(id), fmt)
+
+
+def signature_from_query(query: bytes) -> str:
+    """The ``s`` parameter; any other parameter (or a second ``s``) is a 400."""
+    if not query:
+        raise Forbidden("missing signature")
+    name, eq, value = query.partition(b"=")
+    if name != b"s" or not eq or b"&" in value or b";" in value:
+        raise BadRequest("the only query parameter allowed is s=<signature>")
+    if not value:
+        raise Forbidden("missing signature")
+    try:
+        return value.decode("ascii")
+    except UnicodeDecodeError:
+        raise Forbidden("bad signature") from None
+
+
+def variant_url(key: str, preset: str, id: str, fmt: str, base_url: str = "") -> str:
+    request = VariantRequest(preset, check_id(id), fmt)
+    if fmt not in FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(FORMATS)}")
+    path = f"{PREFIX}{quote(request.canonical, safe='/')}"
+    return f"{base_url.rstrip('/')}{path}?s={sign(key, request.canonical)}"

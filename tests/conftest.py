@@ -1,0 +1,159 @@
+"""Shared fixtures: real servers on 127.0.0.1, real libvips, the shared corpus."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTIMAGES = ROOT.parent / "shared" / "testimages"
+KEY = "test-key-0123456789abcdefghijklmnopqrstuv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def corpus(relative: str) -> Path:
+    path = TESTIMAGES / relative
+    if not path.exists():
+        pytest.skip(f"test corpus missing: {path}")
+    return path
+
+
+@dataclass
+class Server:
+    base_url: str
+    proc: subprocess.Popen[bytes]
+    originals: Path
+    variants: Path
+    log: Path
+    key: str = KEY
+    env: dict[str, str] = field(default_factory=dict)
+
+    def url(self, preset: str, id: str, fmt: str = "webp") -> str:
+        from imgproxy import sign_url
+
+        return sign_url(self.key, preset, id, fmt, self.base_url)
+
+    def get(self, path_or_url: str, **kw: object) -> httpx.Response:
+        url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
+        return httpx.get(url, timeout=60, **kw)  # type: ignore[arg-type]
+
+    def metric(self, name: str) -> float:
+        """Sum of all samples of ``name`` in /metrics."""
+        text = self.get("/metrics").text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(
+    tmp: Path,
+    *,
+    originals: Path | None = None,
+    variants: Path | None = None,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+) -> Server:
+    originals = originals or tmp / "originals"
+    variants = variants or tmp / "variants"
+    originals.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "IMGPROXY_CONFIG": str(ROOT / "config" / "imgproxy.toml"),
+        "IMGPROXY_PRESETS": str(ROOT / "config" / "presets.toml"),
+        "IMGPROXY_KEYS": KEY,
+        "IMGPROXY_ORIGINALS": originals.as_uri() if "://" not in str(originals) else str(originals),
+        "IMGPROXY_VARIANTS": variants.as_uri() if "://" not in str(variants) else str(variants),
+        "IMGPROXY_DEV_KEY_FILE": str(tmp / "dev-key"),
+        "IMGPROXY_LOG_LEVEL": "warning",
+        **(env or {}),
+    }
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp / f"server-{port}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgproxy", "serve", "--port", str(port), "--workers", str(workers)],
+        env=full_env, cwd=tmp, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Server(f"http://127.0.0.1:{port}", proc, originals, variants, log, env=full_env)
+    if wait:
+        wait_ready(server)
+    return server
+
+
+def wait_ready(server: Server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited ({server.proc.returncode}):\n{server.logs()}")
+        try:
+            if httpx.get(server.base_url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"server did not become ready:\n{server.logs()}")
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def factory(**kw: object) -> Server:
+        sub = tmp_path / f"s{len(servers)}"
+        sub.mkdir()
+        kw.setdefault("originals", tmp_path / "originals")
+        server = start_server(sub, **kw)  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., Server]) -> Server:
+    return server_factory()
+
+
+def add_original(server_or_root: Server | Path, source: Path, id: str, keep_suffix: bool = True) -> str:
+    """Copy ``source`` into the originals folder as ``id`` (+ its extension)."""
+    root = server_or_root.originals if isinstance(server_or_root, Server) else server_or_root
+    target = root / (id + (source.suffix if keep_suffix else ""))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return id
