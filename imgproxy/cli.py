@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .config import DEFAULT_CONFIG_FILE, ConfigError, Settings, load_settings, to_environ
+from .config import ConfigError, Settings, load_settings, to_environ
+from .errors import ImgproxyError
 
 log = logging.getLogger("imgproxy")
 
@@ -156,6 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imgproxy: invalid setting: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # PresetError and friends
+    except (ValueError, ImgproxyError) as exc:  # PresetError, a bad id given to sign
         print(f"imgproxy: {exc}", file=sys.stderr)
         return 2

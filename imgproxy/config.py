@@ -30,7 +30,8 @@ class ConfigError(ValueError):
 
 
 def setting(default: Any, description: str, *, secret: bool = False) -> Any:
-    return field(default=default, metadata={"description": description, "secret": secret})
+    return field(default=default, repr=not secret,
+                 metadata={"description": description, "secret": secret})
 
 
 @dataclass(frozen=True)

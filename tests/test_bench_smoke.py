@@ -1,0 +1,42 @@
+"""``python -m bench --smoke`` runs every benchmark case end to end in seconds.
+
+It exercises the harness, not the numbers: each case must produce results of
+the right shape, and ours must have rendered every miss.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_bench_smoke_writes_results(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+
+    for fmt in ("jpg", "webp"):
+        for target in ("bare", "ours"):
+            run = results["miss"][fmt][target]["1"]
+            assert run["requests"] > 0 and run["errors"] == 0, (fmt, target, run)
+        assert set(results["miss"][fmt]["ours"]["1"]["tiers"]) == {"render"}
+    if results["machine"].get("wrk", "not installed") != "not installed":
+        memory = results["hit"]["ours-memory"]["2"]["tiers"]
+        assert memory.get("memory", 0) >= 0.9 * sum(memory.values()), memory
+        assert results["hit"]["ours-store"]["2"]["tiers"].keys() == {"store"}
+    assert results["memory"]["peak_mb"] >= results["memory"]["idle_mb"] > 0
+    assert {"available"} <= results["warm"].keys()
+    assert {"available"} <= results["isolation"].keys()
+    cases = {row["case"] for row in results["ratios"]["targets"]}
+    assert "miss webp: ours ÷ bare pyvips" in cases
+    assert (tmp_path / "BENCHMARKS.md").read_text().startswith("# Benchmarks")

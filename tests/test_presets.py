@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from imgproxy.presets import DEFAULT_QUALITY, Preset, PresetError, load_presets, parse_presets
+
+SHIPPED = Path(__file__).resolve().parent.parent / "config" / "presets.toml"
+
+EXPECTED = {
+    "thumbnail": (300, 300, "inside"), "web": (1200, 1200, "inside"), "preview": (800, 600, "inside"),
+    "small": (800, 600, "inside"), "medium": (2000, 2000, "inside"), "large": (4000, 4000, "inside"),
+    "thumb-square": (200, 200, "cover"), "optimized": (1920, 1080, "inside"),
+    "dalle": (1024, 1024, "inside"), "dalle-hq": (2048, 2048, "inside"),
+    "sora": (1280, 720, "inside"), "sora-hq": (1920, 1080, "inside"),
+    "sd": (768, 768, "inside"), "sd-hq": (1536, 1536, "inside"),
+}
+
+
+def test_shipped_presets():
+    presets = load_presets(SHIPPED)
+    assert {n: (p.width, p.height, p.fit) for n, p in presets.items()} == EXPECTED
+    assert presets["thumbnail"].quality["jpg"] == 85
+    assert presets["web"].quality["webp"] == 90
+    assert presets["preview"].quality["jpg"] == 85
+    assert all(not p.enlarge and p.strip for p in presets.values())
+    assert presets["small"].quality == dict(DEFAULT_QUALITY)
+
+
+def test_digest_follows_the_definition_not_the_name():
+    a = Preset("a", 100, 100)
+    assert Preset("b", 100, 100).digest == a.digest
+    assert Preset("a", 100, 101).digest != a.digest
+    assert Preset("a", 100, 100, fit="cover").digest != a.digest
+    assert Preset("a", 100, 100, quality={"webp": 81}).digest != a.digest
+    assert Preset("a", 100, 100, quality={"webp": DEFAULT_QUALITY["webp"]}).digest == a.digest
+
+
+def test_one_quality_number_sets_webp_and_jpeg():
+    p = parse_presets({"x": {"width": 10, "height": 10, "quality": 70}})["x"]
+    assert (p.quality["webp"], p.quality["jpg"], p.quality["avif"]) == (70, 70, DEFAULT_QUALITY["avif"])
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"height": 10}, "width and height"),
+    ({"width": 0, "height": 10}, "width"),
+    ({"width": 10.5, "height": 10}, "width"),
+    ({"width": 10, "height": 99999}, "height"),
+    ({"width": 10, "height": 10, "fit": "fill"}, "fit"),
+    ({"width": 10, "height": 10, "quality": {"gif": 50}}, "unknown format"),
+    ({"width": 10, "height": 10, "quality": {"webp": 101}}, "quality.webp"),
+    ({"width": 10, "height": 10, "quality": "high"}, "quality"),
+    ({"width": 10, "height": 10, "enlarge": "yes"}, "enlarge"),
+    ({"width": 10, "height": 10, "colour": "red"}, "unknown keys"),
+])
+def test_bad_presets_name_the_preset(body, message):
+    with pytest.raises(PresetError, match=message) as info:
+        parse_presets({"broken": body})
+    assert "broken" in str(info.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(PresetError, match="cannot read"):
+        load_presets(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[x\n")
+    with pytest.raises(PresetError, match="bad.toml"):
+        load_presets(bad)
+    with pytest.raises(PresetError, match="no presets"):
+        parse_presets({})
+    with pytest.raises(PresetError, match="preset name"):
+        parse_presets({"Bad Name": {"width": 1, "height": 1}})

@@ -1,0 +1,109 @@
+import asyncio
+import os
+
+import pytest
+
+from imgproxy.errors import NotFound, TooLarge
+from imgproxy.stores import Variant, file_path
+from imgproxy.stores.local import LocalOriginals, LocalVariants
+
+
+def test_file_urls():
+    assert file_path("file:///srv/img") == "/srv/img"
+    assert file_path("file://./data/originals") == "./data/originals"
+
+
+@pytest.fixture
+def originals(tmp_path):
+    root = tmp_path / "originals"
+    (root / "photos").mkdir(parents=True)
+    (root / "photos" / "42.jpg").write_bytes(b"jpeg")
+    (root / "photos" / "IMG.HEIC").write_bytes(b"heic")
+    (root / "plain").write_bytes(b"no extension")
+    (root / "big.png").write_bytes(b"x" * 100)
+    (tmp_path / "secret.jpg").write_bytes(b"outside")
+    (root / "link").symlink_to(tmp_path / "secret.jpg")
+    return LocalOriginals(str(root), max_bytes=50)
+
+
+async def test_resolves_the_extension(originals):
+    found = await originals.fetch("photos/42")
+    assert found.key == "photos/42.jpg"
+    assert found.source.path.endswith("photos/42.jpg")
+    assert (await originals.fetch("photos/IMG")).key == "photos/IMG.HEIC"
+    assert (await originals.fetch("plain")).key == "plain"
+
+
+async def test_identity_changes_with_the_file(originals):
+    before = (await originals.fetch("photos/42")).identity
+    path = originals.root / "photos" / "42.jpg"
+    path.write_bytes(b"changed jpeg")
+    assert (await originals.fetch("photos/42")).identity != before
+
+
+@pytest.mark.parametrize("id", ["missing", "photos", "photos/42.jpg/x", "link", "../secret", "/etc/passwd"])
+async def test_missing_or_outside_is_404(originals, id):
+    with pytest.raises(NotFound):
+        await originals.fetch(id)
+
+
+async def test_size_cap(originals):
+    with pytest.raises(TooLarge) as info:
+        await originals.fetch("big")
+    assert info.value.extra["limit"] == "max_source_bytes"
+
+
+def variant(body=b"body") -> Variant:
+    return Variant.make(body, "image/webp", 0)
+
+
+async def test_put_is_atomic_and_never_overwrites(tmp_path):
+    store = LocalVariants(str(tmp_path / "v"))
+    assert await store.get("p/d/a.webp") is None
+    assert await store.put("p/d/a.webp", variant(b"first"), {})
+    assert not await store.put("p/d/a.webp", variant(b"second"), {})
+    got = await store.get("p/d/a.webp")
+    assert got.body == b"first" and got.content_type == "image/webp"
+    leftovers = [p for p in (tmp_path / "v" / "p" / "d").iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == []
+
+
+async def test_failed_write_leaves_nothing(tmp_path):
+    store = LocalVariants(str(tmp_path / "v"))
+    (tmp_path / "v" / "p").mkdir()
+    (tmp_path / "v" / "p" / "d").write_bytes(b"a file where a folder should be")
+    with pytest.raises(OSError):
+        await store.put("p/d/a.webp", variant(), {})
+    assert await store.get("p/d/a.webp") is None
+
+
+async def test_lease_is_exclusive_and_sees_the_winner(tmp_path):
+    one, two = LocalVariants(str(tmp_path / "v")), LocalVariants(str(tmp_path / "v"))
+    order = []
+
+    async def holder():
+        async with one.lease("k.webp") as existing:
+            assert existing is None
+            order.append("held")
+            await asyncio.sleep(0.2)
+            await one.put("k.webp", variant(b"winner"), {})
+            order.append("stored")
+
+    async def waiter():
+        await asyncio.sleep(0.05)
+        async with two.lease("k.webp") as existing:
+            order.append("waited")
+            assert existing is not None and existing.body == b"winner"
+
+    await asyncio.gather(holder(), waiter())
+    assert order == ["held", "stored", "waited"]
+
+
+async def test_lease_released_when_holder_exits_with_error(tmp_path):
+    store = LocalVariants(str(tmp_path / "v"))
+    with pytest.raises(RuntimeError):
+        async with store.lease("k.webp"):
+            raise RuntimeError
+    async with asyncio.timeout(2):
+        async with store.lease("k.webp") as existing:
+            assert existing is None
