@@ -21,7 +21,7 @@ from .metrics import OUTCOME, REQUESTS
 from .presets import Preset
 from .signing import verify
 from .stores import Variant
-from .urls import PREFIX, parse_path, signature_from_query
+from .urls import PREFIX, VariantRequest, parse_path, signature_from_query
 from .variants import Variants
 
 Scope = dict[str, Any]
@@ -33,11 +33,19 @@ _PREFIX = PREFIX.encode()
 _TIER = {tier: (b"x-imgproxy-tier", tier.encode()) for tier in ("memory", "store", "render")}
 
 
+#: Verified URLs remembered per process; cleared whole when full (cheaper than LRU).
+VERIFIED_URLS = 65536
+
+
 class VariantEndpoint:
     def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: Variants) -> None:
         self.keys = tuple(keys)
         self.presets = presets
         self.variants = variants
+        # Exact URL bytes whose signature and path were already checked: a repeat
+        # request skips the HMAC and parsing. Keys and presets only change with
+        # a restart, so an entry can never outlive the reason it was valid.
+        self._verified: dict[tuple[bytes, bytes], tuple[VariantRequest, Preset]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -66,8 +74,18 @@ class VariantEndpoint:
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else variant.body})
 
     async def _variant(self, scope: Scope) -> tuple[Variant, str]:
-        signature = signature_from_query(scope.get("query_string", b""))
         raw = scope.get("raw_path") or scope["path"].encode()
+        url = (raw, scope.get("query_string", b""))
+        checked = self._verified.get(url)
+        if checked is None:
+            checked = self._check(raw, url[1])
+            if len(self._verified) >= VERIFIED_URLS:
+                self._verified.clear()
+            self._verified[url] = checked
+        return await self.variants.get(*checked)
+
+    def _check(self, raw: bytes, query: bytes) -> tuple[VariantRequest, Preset]:
+        signature = signature_from_query(query)
         try:
             path = raw[len(_PREFIX):].decode("ascii")
         except UnicodeDecodeError:
@@ -78,7 +96,7 @@ class VariantEndpoint:
         preset = self.presets.get(request.preset)
         if preset is None:
             raise NotFound(f"unknown preset {request.preset!r}")
-        return await self.variants.get(request, preset)
+        return request, preset
 
 
 def _not_modified(scope: Scope, variant: Variant) -> bool:
