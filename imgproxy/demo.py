@@ -19,7 +19,7 @@ def seed(root: Path) -> list[str]:
     gradient = red.bandjoin([green, blue]).cast("uchar").copy(interpretation="srgb")
     gradient.jpegsave(str(root / "demo/gradient.jpg"), Q=90)
 
-    zone = ((pyvips.Image.zone(900, 900) + 1) * 127.5).cast("uchar")
+    zone = ((pyvips.Image.zone(600, 600) + 1) * 127.5).cast("uchar")
     zone.copy(interpretation="b-w").pngsave(str(root / "demo/zoneplate.png"))
 
     sines = (pyvips.Image.sines(1400, 900, hfreq=3, vfreq=2) + 1) * 127.5
