@@ -46,9 +46,7 @@ class BlockedAddress(BadGateway):
 def allowed(address: IPAddress, allow_private: bool) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    if address in _METADATA or address.is_link_local or address.is_unspecified:
-        return False
-    if address.is_multicast or address.is_reserved:
+    if address in _METADATA or address.is_link_local or address.is_unspecified or address.is_multicast:
         return False
     if address.is_global:
         return True
