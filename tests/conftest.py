@@ -236,5 +236,18 @@ def bucket(moto: Moto, request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture
+async def s3(moto: Moto) -> Any:
+    """An aioboto3 client on the session's moto, for driving stores directly."""
+    import aioboto3
+    from botocore.config import Config
+
+    session = aioboto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                               region_name="us-east-1")
+    async with session.client("s3", endpoint_url=moto.endpoint,
+                              config=Config(max_pool_connections=32)) as client:
+        yield client
+
+
 def put_original(moto: Moto, bucket: str, key: str, source: Path) -> None:
     moto.client().put_object(Bucket=bucket, Key=key, Body=source.read_bytes())

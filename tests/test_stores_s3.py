@@ -12,8 +12,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import Moto, Server, corpus, free_port, put_original
+from imgproxy.config import ConfigError, Settings
 from imgproxy.presets import load_presets
-from imgproxy.stores.s3 import parse_url
+from imgproxy.stores import Variant
+from imgproxy.stores.s3 import S3Originals, S3Variants, parse_url
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 
@@ -23,6 +25,43 @@ def test_parse_url() -> None:
     assert parse_url("s3://bucket/") == ("bucket", "")
     assert parse_url("s3://bucket/a/b/") == ("bucket", "a/b/")
     assert parse_url("s3://bucket/a") == ("bucket", "a/")
+
+
+def test_lease_must_outlast_download_and_render() -> None:
+    with pytest.raises(ConfigError, match="IMGPROXY_S3_LEASE_SECONDS"):
+        Settings(variants="s3://b/v", s3_lease_seconds=10, download_timeout=5, render_timeout=5)
+    Settings(variants="s3://b/v", s3_lease_seconds=11, download_timeout=5, render_timeout=5)
+    Settings(variants="file:///tmp/v", s3_lease_seconds=1)  # no lease on a local folder
+
+
+def test_only_http_origins_list_several_prefixes() -> None:
+    Settings(originals="https://a.example/x/,https://b.example/y/")
+    with pytest.raises(ConfigError, match="IMGPROXY_ORIGINALS"):
+        Settings(originals="s3://a/x,s3://b/y")
+    with pytest.raises(ConfigError, match="bucket or host"):
+        Settings(variants="s3:///prefix")
+
+
+async def test_variant_put_never_overwrites(s3: object, bucket: str) -> None:
+    store = S3Variants(s3, f"s3://{bucket}/v", 60)
+    first = Variant.make(b"first", "image/webp", 0)
+    assert await store.get("k.webp") is None
+    assert await store.put("k.webp", first, {"preset-digest": "d", "source": "s"}) is True
+    assert await store.put("k.webp", Variant.make(b"second", "image/webp", 0), {}) is False
+    stored = await store.get("k.webp")
+    assert stored is not None and stored.body == b"first" and stored.content_type == "image/webp"
+
+
+async def test_original_resolution_prefers_the_exact_key(s3: object, bucket: str, moto: Moto) -> None:
+    put_original(moto, bucket, "o/a/cat.PNG", corpus(PHOTO))
+    put_original(moto, bucket, "o/a/dog", corpus(PHOTO))
+    put_original(moto, bucket, "o/a/dog.jpg", corpus(PHOTO))
+    store = S3Originals(s3, f"s3://{bucket}/o", 10_000_000, 5)
+    assert (await store.fetch("a/cat")).key == "o/a/cat.PNG"
+    assert (await store.fetch("a/dog")).key == "o/a/dog"
+    with pytest.raises(Exception) as exc:
+        await store.fetch("a/ca")
+    assert getattr(exc.value, "status", None) == 404
 
 
 def test_moto_honours_conditional_writes(moto: Moto, bucket: str) -> None:
