@@ -9,13 +9,15 @@ from typing import Callable
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from conftest import Moto, Server, corpus, free_port, put_original
 from imgproxy.config import ConfigError, Settings
+from imgproxy.errors import ImgproxyError
 from imgproxy.presets import load_presets
 from imgproxy.stores import Variant
 from imgproxy.stores.s3 import S3Originals, S3Variants, parse_url
+from imgproxy.stores.s3errors import mapped
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 
@@ -213,3 +215,26 @@ def test_unreachable_s3_is_503_with_retry_after(server_factory: Callable[..., Se
     assert response.headers["retry-after"]
     assert time.monotonic() - started < 5
     assert isinstance(httpx.get(server.base_url + "/healthz").json(), dict)
+
+
+@pytest.mark.parametrize(("raised", "origin", "status", "retry_after"), [
+    (ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject"), True, 404, None),
+    (ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject"), False, 503, 5),
+    (ClientError({"Error": {"Code": "InvalidAccessKeyId"}}, "GetObject"), True, 503, 5),
+    (ClientError({"Error": {"Code": "SlowDown"}}, "PutObject"), False, 503, 2),
+    (ClientError({"Error": {"Code": "InternalError"}}, "GetObject"), True, 503, 2),
+    (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), False, 503, 2),
+    (ConnectTimeoutError(endpoint_url="http://127.0.0.1:1"), True, 503, 2),
+    (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), True, 504, None),
+    (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), False, 503, 2),
+])
+def test_error_mapping(raised: Exception, origin: bool, status: int, retry_after: int | None,
+                       caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(ImgproxyError) as exc:
+        with mapped("get", origin=origin):
+            raise raised
+    assert exc.value.status == status
+    assert exc.value.retry_after == retry_after
+    assert exc.value.__cause__ is raised
+    if "Access" in str(raised):
+        assert any(r.levelname == "CRITICAL" for r in caplog.records)
