@@ -156,3 +156,49 @@ def _get_quietly(url: str) -> None:
         httpx.get(url, timeout=30)
     except httpx.HTTPError:
         pass  # the server is killed under this request
+
+
+class _StubRenderer:
+    """Stands in for the thread pool: returns ``body`` after ``seconds``."""
+
+    def __init__(self, body: bytes, seconds: float) -> None:
+        self.body, self.seconds = body, seconds
+
+    async def render(self, job: object) -> object:
+        from imgproxy.render import Rendered
+
+        await asyncio.sleep(self.seconds)
+        return Rendered(self.body, 1, 1)
+
+
+async def test_slow_holder_after_takeover_serves_the_stored_variant(
+    s3: object, bucket: str, tmp_path: Path
+) -> None:
+    """A holder that outlives its lease loses the variant's conditional write and
+    serves the stored bytes, so both instances answer identically."""
+    from imgproxy.cache.memory import NoMemoryTier
+    from imgproxy.presets import Preset
+    from imgproxy.render import Limits
+    from imgproxy.stores.local import LocalOriginals
+    from imgproxy.stores.s3 import S3Variants
+    from imgproxy.urls import VariantRequest
+    from imgproxy.variants import Variants
+
+    (tmp_path / "cat.jpg").write_bytes(b"not decoded by the stub")
+    originals = LocalOriginals(str(tmp_path), 1000)
+    request, preset = VariantRequest("p", "cat", "webp"), Preset("p", 10, 10)
+
+    def instance(body: bytes, seconds: float) -> Variants:
+        store = S3Variants(s3, f"s3://{bucket}/v", lease_seconds=1)
+        return Variants(originals, store, NoMemoryTier(), _StubRenderer(body, seconds), Limits())  # type: ignore[arg-type]
+
+    slow, fast = instance(b"slow", 4.0), instance(b"fast", 0.1)
+    slow_task = asyncio.ensure_future(slow.get(request, preset))
+    await asyncio.sleep(0.3)  # the slow one holds the lease; it expires after ~2 s
+    (fast_variant, fast_tier), (slow_variant, slow_tier) = await asyncio.gather(
+        fast.get(request, preset), slow_task
+    )
+    assert fast_tier == "render" and fast_variant.body == b"fast"
+    assert slow_variant.body == b"fast", "the slow holder must serve what was stored"
+    stored = await s3.get_object(Bucket=bucket, Key=f"v/p/{preset.digest}/cat.webp")  # type: ignore[attr-defined]
+    assert await stored["Body"].read() == b"fast"
