@@ -36,6 +36,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from botocore.exceptions import ClientError
@@ -145,8 +146,10 @@ class S3Lease:
         except NotFound:
             return None
         headers = head["ResponseMetadata"].get("HTTPHeaders", {})
-        now = email.utils.parsedate_to_datetime(headers["date"]) if "date" in headers else None
-        age = (now - head["LastModified"]).total_seconds() if now else 0.0
+        # S3's clock; a service that sends no Date falls back on ours (skew then matters).
+        now = (email.utils.parsedate_to_datetime(headers["date"]) if "date" in headers
+               else datetime.now(timezone.utc))
+        age = (now - head["LastModified"]).total_seconds()
         seconds = float(head.get("Metadata", {}).get("seconds", self.seconds))
         held = head.get("Metadata", {}).get("state") == "held"
         return LeaseState(str(head["ETag"]), held, seconds + _RESOLUTION - age)
@@ -167,7 +170,8 @@ class S3Lease:
             with mapped("lease"):
                 try:
                     await self.client.put_object(
-                        Bucket=self.bucket, Key=self._key(key), Body=b"{}",
+                        Bucket=self.bucket, Key=self._key(key),
+                        Body=json.dumps({"released_by": self.holder, "nonce": uuid.uuid4().hex}).encode(),
                         ContentType="application/json", Metadata={"state": "released"},
                         IfMatch=etag,
                     )
