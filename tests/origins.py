@@ -35,7 +35,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
     seen.append(path)
     host = dict(scope["headers"]).get(b"host", b"").decode()
     jpeg = [(b"content-type", b"image/jpeg")]
-    if path in ("/img/photo.jpg", "/img/plain", "/more/second.png"):
+    if path in ("/img/photo.jpg", "/img/plain", "/img/remember.png", "/more/second.png"):
         await respond(send, 200, PHOTO, jpeg)
     elif path == "/img/slow":
         await asyncio.sleep(30)

@@ -94,6 +94,15 @@ def test_lying_content_length_is_a_clear_error(server: Server) -> None:
     assert "truncated" in body["detail"]
 
 
+def test_where_an_id_was_found_is_remembered(server: Server, origin: str) -> None:
+    for preset in ("thumbnail", "small"):
+        assert server.get(server.url(preset, "remember", "webp")).status_code == 200
+    requests = origin_requests(origin)
+    # First miss: remember, remember.jpg, remember.jpeg, remember.png; then straight to .png.
+    assert requests.count("/img/remember") == 1
+    assert requests.count("/img/remember.png") == 2
+
+
 def test_redirects_never_leave_the_prefixes(server: Server, origin: str) -> None:
     server.get(server.url("small", "redirect-outside", "webp"))
     assert "/secret/photo.jpg" not in origin_requests(origin)
