@@ -93,9 +93,13 @@ class App:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         s = self.settings
-        clients = Clients(s)
-        originals: OriginalStore = await open_store(ORIGINAL_STORES, s.originals, s, clients)
-        store: VariantStore = await open_store(VARIANT_STORES, s.variants, s, clients)
+        clients = Clients(s)  # one S3 client and one HTTP client per process, made on first use
+        try:
+            originals: OriginalStore = await open_store(ORIGINAL_STORES, s.originals, s, clients)
+            store: VariantStore = await open_store(VARIANT_STORES, s.variants, s, clients)
+        except BaseException:
+            await clients.aclose()
+            raise
         self.renderer = ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
         variants = Variants(originals, store, memory_tier(s.memory_cache_mb * 1024 * 1024),
                             self.renderer, limits(s))
