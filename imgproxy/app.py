@@ -7,10 +7,12 @@ everything else (``/healthz``, ``/metrics``) goes through Starlette.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
@@ -19,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .cache.memory import memory_tier
+from .clients import Clients
 from .config import Settings, load_settings
 from .errors import ImgproxyError
 from .keys import resolve_keys
@@ -26,8 +29,7 @@ from .metrics import exposition
 from .presets import Preset, load_presets
 from .render import Limits, RenderJob, Source, render
 from .routes import Receive, Scope, Send, VariantEndpoint, send_error
-from .stores import OriginalStore, VariantStore, file_path
-from .stores.local import LocalOriginals, LocalVariants
+from .stores import OriginalStore, VariantStore
 from .variants import Variants
 from .workers import ThreadRenderer
 
@@ -42,12 +44,23 @@ _PROBE = Source(data=bytes.fromhex(
 _PROBE_PRESET = Preset(name="healthz", width=1, height=1)
 
 
-def open_originals(settings: Settings) -> OriginalStore:
-    return LocalOriginals(file_path(settings.originals), settings.max_source_bytes)
+#: URL scheme -> store implementation, imported only when used.
+ORIGINAL_STORES = {
+    "file": "imgproxy.stores.local:LocalOriginals",
+    "s3": "imgproxy.stores.s3:S3Originals",
+    "http": "imgproxy.stores.http:HttpOriginals",
+    "https": "imgproxy.stores.http:HttpOriginals",
+}
+VARIANT_STORES = {
+    "file": "imgproxy.stores.local:LocalVariants",
+    "s3": "imgproxy.stores.s3:S3Variants",
+}
 
 
-def open_variants(settings: Settings) -> VariantStore:
-    return LocalVariants(file_path(settings.variants))
+async def open_store(table: dict[str, str], url: str, settings: Settings, clients: Clients) -> Any:
+    """The store for ``url``'s scheme (settings validated the scheme already)."""
+    module, _, name = table[urlsplit(url.split(",")[0].strip()).scheme].partition(":")
+    return await getattr(importlib.import_module(module), name).open(url, settings, clients)
 
 
 def limits(settings: Settings) -> Limits:
@@ -80,8 +93,13 @@ class App:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         s = self.settings
-        originals = open_originals(s)
-        store = open_variants(s)
+        clients = Clients(s)  # one S3 client and one HTTP client per process, made on first use
+        try:
+            originals: OriginalStore = await open_store(ORIGINAL_STORES, s.originals, s, clients)
+            store: VariantStore = await open_store(VARIANT_STORES, s.variants, s, clients)
+        except BaseException:
+            await clients.aclose()
+            raise
         self.renderer = ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
         variants = Variants(originals, store, memory_tier(s.memory_cache_mb * 1024 * 1024),
                             self.renderer, limits(s))
@@ -91,12 +109,14 @@ class App:
         try:
             yield
         finally:
-            # Shutdown: uvicorn has stopped accepting and drained requests;
-            # close clients last so in-flight work could still use them.
+            # Shutdown. 1. uvicorn has stopped accepting and 2. drained the
+            # requests in flight; 3. new /v/ requests get 503 from here on;
+            # 4. close the renderer, the stores, then the shared clients.
             self.endpoint = None
             await self.renderer.aclose()
             await store.aclose()
             await originals.aclose()
+            await clients.aclose()
 
     async def healthz(self, request: Request) -> Response:
         assert self.renderer is not None

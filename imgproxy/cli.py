@@ -150,7 +150,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pyvips").setLevel(logging.WARNING)
+    for noisy in ("pyvips", "httpx", "aiobotocore.credentials"):  # a line per request / per client
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

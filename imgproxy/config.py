@@ -60,8 +60,11 @@ class Settings:
     worker_memory_mb: int = setting(2048, "address-space cap of each render worker process, in MiB")
     worker_cpu_seconds: int = setting(300, "CPU-time cap of each render worker process before it is replaced")
     s3_endpoint_url: str = setting("", "S3-compatible endpoint (MinIO, R2, Ceph); empty means AWS")
-    s3_lease_seconds: float = setting(60.0, "how long a render lease on a shared S3 variant bucket lasts")
-    http_allow_private: bool = setting(False, "allow HTTP origins on loopback/private/link-local addresses (development only)")
+    s3_lease_seconds: float = setting(60.0, "how long a render lease on a shared S3 variant bucket lasts; must exceed download_timeout + render_timeout")
+    s3_timeout: float = setting(5.0, "seconds to connect to S3 and to wait for each response (then 503 with Retry-After)")
+    s3_max_attempts: int = setting(3, "attempts per S3 call, with backoff on throttling, 5xx and dropped connections")
+    s3_max_connections: int = setting(64, "connections in each process's S3 connection pool")
+    http_allow_private: bool = setting(False, "allow HTTP origins on loopback and private (RFC 1918, ULA) addresses, for development; link-local and cloud metadata addresses are always refused")
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, why: str) -> None:
@@ -77,15 +80,26 @@ class Settings:
         check(self.render_queue >= 0, "render_queue", "must be >= 0")
         check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
         for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
-                     "worker_memory_mb", "worker_cpu_seconds"):
+                     "worker_memory_mb", "worker_cpu_seconds", "s3_max_attempts", "s3_max_connections"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("render_timeout", "download_timeout", "s3_lease_seconds"):
+        for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout"):
             check(getattr(self, name) > 0, name, "must be > 0")
         for name in ("originals", "variants"):
-            for url in getattr(self, name).split(","):
-                scheme = urlsplit(url.strip()).scheme
+            urls = [url.strip() for url in getattr(self, name).split(",")]
+            for url in urls:
+                parts = urlsplit(url)
                 allowed = ("file", "s3", "http", "https") if name == "originals" else ("file", "s3")
-                check(scheme in allowed, name, f"{url!r}: scheme must be one of {', '.join(allowed)}")
+                check(parts.scheme in allowed, name, f"{url!r}: scheme must be one of {', '.join(allowed)}")
+                check(parts.scheme not in ("s3", "http", "https") or bool(parts.netloc), name,
+                      f"{url!r}: needs a bucket or host")
+            check(len(urls) == 1 or all(urlsplit(u).scheme in ("http", "https") for u in urls), name,
+                  "only HTTP origins may list several prefixes")
+        if urlsplit(self.variants).scheme == "s3":
+            # A holder that outlives its lease lets a second render start
+            # (harmless, but no longer exactly once): the lease must cover
+            # the holder's whole download and render.
+            check(self.s3_lease_seconds > self.download_timeout + self.render_timeout, "s3_lease_seconds",
+                  "must exceed download_timeout + render_timeout")
         if self.env == "production":
             check(bool(self.keys), "keys", "production needs at least one signing key")
             for key in self.keys:

@@ -20,6 +20,11 @@ RENDER_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 STORE_ERRORS = Counter("imgproxy_store_errors_total", "Variant store failures", ["operation"])
+LEASES = Counter(
+    "imgproxy_leases_total",
+    "Render leases on a shared S3 variant bucket: taken, taken_over (expired), waited",
+    ["outcome"],
+)
 
 #: Bound once: the hit path increments these without a label lookup.
 OUTCOME = {

@@ -71,7 +71,10 @@ class Variants:
             variant = Variant.make(rendered.body, request.content_type, time.time())
             metadata = {"preset-digest": preset.digest, "source": original.identity}
             try:
-                await self.store.put(key, variant, metadata)
+                if not await self.store.put(key, variant, metadata):
+                    # Another holder stored it first (we outlived our lease):
+                    # serve theirs, so every client sees the same bytes.
+                    variant = await self.store.get(key) or variant
             except (ImgproxyError, OSError) as exc:
                 # The render is good; serve it and let the next miss store it.
                 STORE_ERRORS.labels("put").inc()

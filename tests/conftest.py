@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -78,15 +79,16 @@ class Server:
 def start_server(
     tmp: Path,
     *,
-    originals: Path | None = None,
-    variants: Path | None = None,
+    originals: Path | str | None = None,
+    variants: Path | str | None = None,
     workers: int = 1,
     env: dict[str, str] | None = None,
     wait: bool = True,
 ) -> Server:
     originals = originals or tmp / "originals"
     variants = variants or tmp / "variants"
-    originals.mkdir(parents=True, exist_ok=True)
+    if isinstance(originals, Path):
+        originals.mkdir(parents=True, exist_ok=True)
     port = free_port()
     full_env = {
         **os.environ,
@@ -94,8 +96,8 @@ def start_server(
         "IMGPROXY_CONFIG": str(ROOT / "config" / "imgproxy.toml"),
         "IMGPROXY_PRESETS": str(ROOT / "config" / "presets.toml"),
         "IMGPROXY_KEYS": KEY,
-        "IMGPROXY_ORIGINALS": originals.as_uri() if "://" not in str(originals) else str(originals),
-        "IMGPROXY_VARIANTS": variants.as_uri() if "://" not in str(variants) else str(variants),
+        "IMGPROXY_ORIGINALS": originals.as_uri() if isinstance(originals, Path) else originals,
+        "IMGPROXY_VARIANTS": variants.as_uri() if isinstance(variants, Path) else variants,
         "IMGPROXY_DEV_KEY_FILE": str(tmp / "dev-key"),
         "IMGPROXY_LOG_LEVEL": "warning",
         **(env or {}),
@@ -107,7 +109,7 @@ def start_server(
         env=full_env, cwd=tmp, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = Server(f"http://127.0.0.1:{port}", proc, originals, variants, log, env=full_env)
+    server = Server(f"http://127.0.0.1:{port}", proc, Path(str(originals)), Path(str(variants)), log, env=full_env)
     if wait:
         wait_ready(server)
     return server
@@ -157,3 +159,95 @@ def add_original(server_or_root: Server | Path, source: Path, id: str, keep_suff
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return id
+
+
+# --- S3: moto in server mode, a separate process on 127.0.0.1 ------------------------------
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+
+
+@dataclass
+class Moto:
+    """``python -m moto.server`` on a fixed port, so it can be stopped and started again."""
+
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**S3_ENV, "IMGPROXY_S3_ENDPOINT_URL": self.endpoint, **extra}
+
+    def start(self, timeout: float = 30) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            env={**os.environ, **S3_ENV}, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto exited:\n{self.log.read_text(errors='replace')}")
+            try:
+                httpx.get(self.endpoint + "/moto-api/", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("moto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+        )
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    server = Moto(free_port(), tmp_path_factory.mktemp("moto") / "moto.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto: Moto, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty bucket on the session's moto."""
+    name = "b-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:20]
+    moto.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+async def s3(moto: Moto) -> Any:
+    """An aioboto3 client on the session's moto, for driving stores directly."""
+    import aioboto3
+    from botocore.config import Config
+
+    session = aioboto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                               region_name="us-east-1")
+    async with session.client("s3", endpoint_url=moto.endpoint,
+                              config=Config(max_pool_connections=32)) as client:
+        yield client
+
+
+def put_original(moto: Moto, bucket: str, key: str, source: Path) -> None:
+    moto.client().put_object(Bucket=bucket, Key=key, Body=source.read_bytes())

@@ -7,6 +7,10 @@ never branch on the kind of store::
     s3://bucket/prefix         -> stores.s3.S3Originals / S3Variants
     https://host/prefix/       -> stores.http.HttpOriginals
 
+(the table is in :mod:`imgproxy.app`). Each implementation has an async
+``open(url, settings, clients)`` class method; network stores take their
+client from :class:`imgproxy.clients.Clients`, one per process.
+
 An *original* is named by an id without extension; it may be stored as
 ``<id>`` or ``<id>.<ext>`` for any of :data:`ORIGINAL_EXTENSIONS`, and the
 store resolves which (only on a miss, since hits never reach it).

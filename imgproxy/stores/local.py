@@ -17,13 +17,17 @@ import os
 import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 import anyio
 
 from ..errors import NotFound, TooLarge, Unavailable
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of
+from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of, file_path
+
+if TYPE_CHECKING:
+    from ..clients import Clients
+    from ..config import Settings
 
 log = logging.getLogger("imgproxy.stores")
 _CANDIDATE_SUFFIXES = ("",) + tuple(
@@ -43,6 +47,10 @@ class LocalOriginals:
     def __init__(self, root: str, max_bytes: int) -> None:
         self.root = Path(root).resolve()
         self.max_bytes = max_bytes
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings, clients: Clients) -> LocalOriginals:
+        return cls(file_path(url), settings.max_source_bytes)
 
     def _find(self, id: str) -> Original:
         base = self.root / id
@@ -78,6 +86,10 @@ class LocalVariants:
         self.root = Path(root).resolve()
         self.locks = self.root / ".locks"
         self.locks.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings, clients: Clients) -> LocalVariants:
+        return cls(file_path(url))
 
     def _read(self, key: str) -> Variant | None:
         try:

@@ -1,0 +1,130 @@
+"""The SSRF guard: HTTP origins are dialled only at checked addresses.
+
+The check is on the address actually dialled, not on the hostname: the
+network backend under the HTTP client resolves the host itself, refuses the
+connection if *any* address is blocked, and then connects to the checked IP
+(TLS still verifies and sends SNI for the hostname, which httpcore passes
+separately). So a DNS name that points at 127.0.0.1 or 169.254.169.254, a
+redirect to one, or DNS rebinding between a check and the connect all fail
+before a packet is sent to the blocked address.
+
+    always refused       link-local (169.254/16, fe80::/10, so the cloud
+                         metadata endpoints), unspecified, multicast,
+                         reserved, and the named metadata addresses
+    refused by default   loopback and private ranges (10/8, 172.16/12,
+                         192.168/16, 100.64/10, fc00::/7); the
+                         ``http_allow_private`` setting allows them for
+                         development
+    allowed              global unicast addresses
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from typing import Iterable
+
+import anyio
+import httpcore
+import httpx
+
+from ..errors import BadGateway
+
+log = logging.getLogger("imgproxy.stores")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_METADATA = frozenset(ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254",
+))
+
+
+class BlockedAddress(BadGateway):
+    """The origin resolved to an address we refuse to dial."""
+
+
+def allowed(address: IPAddress, allow_private: bool) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in _METADATA or address.is_link_local or address.is_unspecified or address.is_multicast:
+        return False
+    if address.is_global:
+        return True
+    return allow_private and (address.is_loopback or address.is_private or address in _CGNAT)
+
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    addresses: list[IPAddress] = []
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, dialling only addresses :func:`allowed` passes."""
+
+    def __init__(self, allow_private: bool, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self.allow_private = allow_private
+        self.inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        with anyio.fail_after(timeout):
+            addresses = await resolve(host, port)
+        blocked = [a for a in addresses if not allowed(a, self.allow_private)]
+        if blocked or not addresses:
+            log.warning("refused to connect to origin %s at %s", host, ", ".join(map(str, blocked)))
+            raise BlockedAddress("the origin's address is not allowed", host=host)
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(
+                    str(address), port, timeout=timeout, local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddress("unix sockets are not origins")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a :class:`GuardedBackend`; never uses proxies."""
+
+    def __init__(self, allow_private: bool, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(allow_private),
+        )

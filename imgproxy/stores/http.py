@@ -1,0 +1,145 @@
+"""HTTP origins (httpx): ``https://host/prefix/``, several comma-separated.
+
+An id resolves below a prefix and can never leave it: ids are segments of
+``[A-Za-z0-9._-]`` without ``.``/``..`` (see :func:`imgproxy.urls.check_id`),
+and every URL we request, redirects included, must start with one of the
+prefixes. Prefixes are tried in order; below each, the id is tried as given
+and then with :data:`HTTP_EXTENSIONS` (``photo``, ``photo.jpg``, ...) until
+one answers 200. Where an id was found is remembered, so later variants of
+it cost one request.
+
+httpx errors and origin answers are mapped where they enter::
+
+    origin                                   ImgproxyError
+    ├── 404 / 410 under every candidate      NotFound          404
+    ├── body over max_source_bytes           TooLarge          413
+    ├── 5xx, other non-200                   BadGateway        502
+    ├── body shorter than Content-Length     BadGateway        502
+    ├── redirect outside the prefixes        BadGateway        502
+    ├── blocked address (see guard.py)       BlockedAddress    502
+    ├── unreachable                          BadGateway        502
+    └── slower than download_timeout         GatewayTimeout    504
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+import anyio
+import httpx
+
+from ..errors import BadGateway, GatewayTimeout, NotFound, TooLarge
+from ..render import Source
+from . import Original
+
+if TYPE_CHECKING:
+    from ..clients import Clients
+    from ..config import Settings
+
+log = logging.getLogger("imgproxy.stores")
+
+HTTP_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "avif", "gif")
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@contextmanager
+def mapped(url: str) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise GatewayTimeout("the origin did not answer in time") from exc
+    except httpx.RemoteProtocolError as exc:
+        log.warning("origin %s sent a broken response: %s", url, exc)
+        raise BadGateway("the origin's response was truncated or malformed", reason=str(exc)[:200]) from exc
+    except httpx.HTTPError as exc:
+        log.warning("origin %s failed: %s", url, exc)
+        raise BadGateway("the origin is unreachable") from exc
+
+
+class HttpOriginals:
+    def __init__(self, client: httpx.AsyncClient, prefixes: list[str], max_bytes: int, timeout: float) -> None:
+        self.client = client
+        self.prefixes = [str(httpx.URL(p.strip())) for p in prefixes]
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self._urls: OrderedDict[str, str] = OrderedDict()  # id -> URL it was found at
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings, clients: Clients) -> HttpOriginals:
+        prefixes = [p if p.endswith("/") else p + "/" for p in url.split(",")]
+        return cls(clients.http(), prefixes, settings.max_source_bytes, settings.download_timeout)
+
+    def allowed(self, url: str) -> bool:
+        normal = str(httpx.URL(url))  # dot segments removed, host lower-cased
+        return any(normal.startswith(prefix) for prefix in self.prefixes)
+
+    def candidates(self, id: str) -> Iterator[str]:
+        if id in self._urls:
+            yield self._urls[id]
+        for prefix in self.prefixes:
+            yield f"{prefix}{id}"
+            for ext in HTTP_EXTENSIONS:
+                yield f"{prefix}{id}.{ext}"
+
+    async def fetch(self, id: str) -> Original:
+        try:
+            with anyio.fail_after(self.timeout):
+                for url in self.candidates(id):
+                    try:
+                        original = await self._get(url)
+                    except NotFound:
+                        continue
+                    self._remember(id, url)
+                    return original
+        except TimeoutError:
+            raise GatewayTimeout(f"downloading the original took over {self.timeout:g}s",
+                                 limit="download_timeout") from None
+        raise NotFound("no such original")
+
+    async def _get(self, url: str) -> Original:
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.allowed(url):
+                log.warning("refused origin URL outside the allowed prefixes: %s", url)
+                raise BadGateway("the origin redirected outside the allowed prefixes")
+            with mapped(url):
+                async with self.client.stream("GET", url) as response:
+                    if response.status_code in _REDIRECTS and "location" in response.headers:
+                        url = str(response.url.join(response.headers["location"]))
+                        continue
+                    return await self._read(url, response)
+        raise BadGateway("the origin redirected too many times")
+
+    async def _read(self, url: str, response: httpx.Response) -> Original:
+        status = response.status_code
+        if status in (404, 410):
+            raise NotFound("no such original")
+        if status != 200:
+            log.warning("origin %s answered %d", url, status)
+            raise BadGateway(f"the origin answered {status}", origin_status=status)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise TooLarge(f"original is {declared} bytes; the limit is {self.max_bytes}",
+                           limit="max_source_bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():  # decoded: the cap covers compression bombs
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise TooLarge(f"original is over {self.max_bytes} bytes; the limit is {self.max_bytes}",
+                               limit="max_source_bytes")
+            chunks.append(chunk)
+        validator = response.headers.get("etag") or response.headers.get("last-modified") or str(size)
+        return Original(url, f"{url}:{validator}", Source(data=b"".join(chunks)))
+
+    def _remember(self, id: str, url: str) -> None:
+        self._urls[id] = url
+        self._urls.move_to_end(id)
+        if len(self._urls) > 10_000:
+            self._urls.popitem(last=False)
+
+    async def aclose(self) -> None:
+        pass  # the client belongs to the lifespan

@@ -1,0 +1,166 @@
+"""S3 stores (aioboto3): ``s3://bucket/prefix`` for originals and variants.
+
+One client per process comes from :class:`imgproxy.clients.Clients`;
+its errors are mapped where they enter by :func:`.s3errors.mapped`.
+Originals are streamed with a byte cap; variants are written with
+``If-None-Match: *`` so a stored variant is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator
+from urllib.parse import urlsplit
+
+import anyio
+from botocore.exceptions import ClientError
+
+from ..errors import GatewayTimeout, NotFound, TooLarge
+from ..render import Source
+from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of
+from .s3errors import lost_race, mapped
+from .s3lease import S3Lease
+
+if TYPE_CHECKING:
+    from ..clients import Clients
+    from ..config import Settings
+
+_CHUNK = 256 * 1024
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` to ``("bucket", "some/prefix/")``."""
+    parts = urlsplit(url.strip())
+    prefix = parts.path.strip("/")
+    return parts.netloc, f"{prefix}/" if prefix else ""
+
+
+async def read_capped(body: Any, limit: int) -> bytes:
+    """Read a streaming body, refusing (413) past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async with body:  # releases the connection, read or not
+        while chunk := await body.read(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"original is over {limit} bytes; the limit is {limit}", limit="max_source_bytes")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class S3Originals:
+    def __init__(self, client: Any, url: str, max_bytes: int, timeout: float) -> None:
+        self.client = client
+        self.bucket, self.prefix = parse_url(url)
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self._keys: OrderedDict[str, str] = OrderedDict()  # id -> key it resolved to
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings, clients: Clients) -> S3Originals:
+        return cls(await clients.s3(), url, settings.max_source_bytes, settings.download_timeout)
+
+    async def fetch(self, id: str) -> Original:
+        try:
+            with anyio.fail_after(self.timeout):
+                return await self._fetch(id)
+        except TimeoutError:
+            raise GatewayTimeout(f"downloading the original took over {self.timeout:g}s",
+                                 limit="download_timeout") from None
+
+    async def _fetch(self, id: str) -> Original:
+        key = self._keys.get(id)
+        if key is not None:
+            try:
+                return await self._get(key)
+            except NotFound:
+                del self._keys[id]  # replaced under another extension: resolve again
+        try:
+            original = await self._get(f"{self.prefix}{id}")
+        except NotFound:
+            original = await self._get(await self._resolve(id))
+        self._keys[id] = original.key
+        self._keys.move_to_end(id)
+        if len(self._keys) > 10_000:
+            self._keys.popitem(last=False)
+        return original
+
+    async def _resolve(self, id: str) -> str:
+        """``<id>.<ext>`` among the keys listed under ``<prefix><id>.``."""
+        base = f"{self.prefix}{id}."
+        with mapped("list", origin=True):
+            listing = await self.client.list_objects_v2(Bucket=self.bucket, Prefix=base, MaxKeys=1000)
+        found = {obj["Key"][len(base):].lower(): obj["Key"] for obj in listing.get("Contents", ())}
+        for ext in ORIGINAL_EXTENSIONS:
+            if ext in found:
+                return found[ext]
+        raise NotFound("no such original")
+
+    async def _get(self, key: str) -> Original:
+        with mapped("get", origin=True):
+            obj = await self.client.get_object(Bucket=self.bucket, Key=key)
+            if obj.get("ContentLength", 0) > self.max_bytes:
+                async with obj["Body"]:  # closes the connection unread
+                    pass
+                raise TooLarge(f"original is {obj['ContentLength']} bytes; the limit is {self.max_bytes}",
+                               limit="max_source_bytes")
+            data = await read_capped(obj["Body"], self.max_bytes)
+        return Original(key, f"s3://{self.bucket}/{key}:{obj.get('ETag', '')}", Source(data=data))
+
+    async def aclose(self) -> None:
+        pass  # the client belongs to the lifespan
+
+
+class S3Variants:
+    def __init__(self, client: Any, url: str, lease_seconds: float) -> None:
+        self.client = client
+        self.bucket, self.prefix = parse_url(url)
+        self.leases = S3Lease(client, self.bucket, f"{self.prefix}.leases/", lease_seconds)
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings, clients: Clients) -> S3Variants:
+        return cls(await clients.s3(), url, settings.s3_lease_seconds)
+
+    async def get(self, key: str) -> Variant | None:
+        try:
+            with mapped("get"):
+                obj = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+                body = await obj["Body"].read()
+        except NotFound:
+            return None
+        return Variant.make(body, content_type_of(key), obj["LastModified"].timestamp())
+
+    async def exists(self, key: str) -> bool:
+        try:
+            with mapped("head"):
+                await self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except NotFound:
+            return False
+        return True
+
+    async def put(self, key: str, variant: Variant, metadata: dict[str, str]) -> bool:
+        with mapped("put"):
+            try:
+                await self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self.prefix + key,
+                    Body=variant.body,
+                    ContentType=variant.content_type,
+                    CacheControl="public, max-age=31536000, immutable",
+                    Metadata=metadata,
+                    IfNoneMatch="*",  # never overwrite: a duplicate render loses here
+                )
+            except ClientError as exc:
+                if lost_race(exc):
+                    return False
+                raise
+        return True
+
+    @asynccontextmanager
+    async def lease(self, key: str) -> AsyncIterator[Variant | None]:
+        async with self.leases.hold(key, self.get, self.exists) as stored:
+            yield stored
+
+    async def aclose(self) -> None:
+        pass

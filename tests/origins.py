@@ -1,0 +1,65 @@
+"""Tiny raw ASGI origins for the HTTP store tests, run on a real uvicorn:
+
+    python -m uvicorn tests.origins:app --port N   (ORIGIN_PHOTO=<a JPEG>)
+
+Everything lives under ``/img/``; ``/stats`` counts the requests seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Awaitable, Callable
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PHOTO = open(os.environ["ORIGIN_PHOTO"], "rb").read() if "ORIGIN_PHOTO" in os.environ else b""
+seen: list[str] = []
+
+
+async def respond(send: Send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None,
+                  length: int | None = None) -> None:
+    headers = [(b"content-length", str(len(body) if length is None else length).encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/stats":
+        await respond(send, 200, json.dumps({"requests": seen}).encode())
+        return
+    seen.append(path)
+    host = dict(scope["headers"]).get(b"host", b"").decode()
+    jpeg = [(b"content-type", b"image/jpeg")]
+    if path in ("/img/photo.jpg", "/img/plain", "/img/remember.png", "/more/second.png"):
+        await respond(send, 200, PHOTO, jpeg)
+    elif path == "/img/slow":
+        await asyncio.sleep(30)
+        await respond(send, 200, PHOTO, jpeg)
+    elif path == "/img/drip":  # headers at once, then a byte a second
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(PHOTO)).encode()), *jpeg]})
+        for i in range(30):
+            await send({"type": "http.response.body", "body": PHOTO[i:i + 1], "more_body": True})
+            await asyncio.sleep(1)
+    elif path == "/img/broken":
+        await respond(send, 500, b"oops")
+    elif path == "/img/liar":  # announces far more than it sends, then hangs up
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(PHOTO) * 2).encode()), *jpeg]})
+        await send({"type": "http.response.body", "body": PHOTO, "more_body": True})
+        raise RuntimeError("hang up")
+    elif path == "/img/huge":
+        await respond(send, 200, b"", jpeg, length=10 * 1024 * 1024 * 1024)
+    elif path == "/img/redirect-inside":
+        await respond(send, 302, headers=[(b"location", b"/img/photo.jpg")])
+    elif path == "/img/redirect-outside":
+        await respond(send, 302, headers=[(b"location", f"http://{host}/secret/photo.jpg".encode())])
+    elif path == "/img/redirect-private":  # on the allow-list, but a blocked address
+        await respond(send, 302, headers=[(b"location", b"http://169.254.169.254/img/photo.jpg")])
+    else:
+        await respond(send, 404, b"not found")

@@ -1,0 +1,216 @@
+"""HTTP origins: tiny ASGI apps (tests/origins.py) on a real uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpcore
+import httpx
+import pytest
+
+from conftest import ROOT, Server, corpus, free_port
+from imgproxy.stores.guard import BlockedAddress, GuardedBackend, allowed
+from imgproxy.stores.http import HttpOriginals
+
+PHOTO = "exif/mei__Apple_iPhone_4.jpg"
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of the test origin (``http://127.0.0.1:N``)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("origin") / "origin.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.origins:app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--timeout-graceful-shutdown", "1"],
+        cwd=ROOT, env={**os.environ, "ORIGIN_PHOTO": str(corpus(PHOTO)), "PYTHONPATH": str(ROOT)},
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(base + "/stats", timeout=1)
+            break
+        except httpx.HTTPError:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    yield base
+    proc.kill()
+    proc.wait()
+
+
+def origin_requests(origin: str) -> list[str]:
+    return list(httpx.get(origin + "/stats").json()["requests"])
+
+
+@pytest.fixture(scope="module")
+def server(origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from conftest import start_server
+
+    server = start_server(
+        tmp_path_factory.mktemp("http-server"),
+        originals=f"{origin}/img/,{origin}/more/",
+        env={"IMGPROXY_HTTP_ALLOW_PRIVATE": "1", "IMGPROXY_DOWNLOAD_TIMEOUT": "1.5",
+             "IMGPROXY_MAX_SOURCE_BYTES": str(4 * 1024 * 1024)},
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("id", "status", "error"), [
+    ("photo", 200, None),  # /img/photo (404), then /img/photo.jpg
+    ("plain", 200, None),  # found as given
+    ("second", 200, None),  # below the second prefix: /more/second.png
+    ("redirect-inside", 200, None),
+    ("missing", 404, "not_found"),
+    ("broken", 502, "bad_gateway"),
+    ("liar", 502, "bad_gateway"),
+    ("huge", 413, "too_large"),
+    ("slow", 504, "timeout"),
+    ("drip", 504, "timeout"),
+    ("redirect-outside", 502, "bad_gateway"),
+    ("redirect-private", 502, "bad_gateway"),  # outside the prefixes here; see below
+])
+def test_origin_answers_map_to_statuses(server: Server, id: str, status: int, error: str | None) -> None:
+    started = time.monotonic()
+    response = server.get(server.url("thumbnail", id, "webp"))
+    assert response.status_code == status, response.text
+    assert time.monotonic() - started < 10
+    if error:
+        assert response.json()["error"] == error
+        assert response.headers["cache-control"] == ("no-store" if status >= 500 else response.headers["cache-control"])
+
+
+def test_lying_content_length_is_a_clear_error(server: Server) -> None:
+    body = server.get(server.url("small", "liar", "webp")).json()
+    assert "truncated" in body["detail"]
+
+
+def test_where_an_id_was_found_is_remembered(server: Server, origin: str) -> None:
+    for preset in ("thumbnail", "small"):
+        assert server.get(server.url(preset, "remember", "webp")).status_code == 200
+    requests = origin_requests(origin)
+    # First miss: remember, remember.jpg, remember.jpeg, remember.png; then straight to .png.
+    assert requests.count("/img/remember") == 1
+    assert requests.count("/img/remember.png") == 2
+
+
+def test_redirects_never_leave_the_prefixes(server: Server, origin: str) -> None:
+    server.get(server.url("small", "redirect-outside", "webp"))
+    assert "/secret/photo.jpg" not in origin_requests(origin)
+    assert "refused origin URL outside the allowed prefixes" in server.logs()
+
+
+def test_redirect_to_a_metadata_address_is_refused_before_connecting(
+    origin: str, server_factory: Callable[..., Server]
+) -> None:
+    """Even with the metadata address on the allow-list, the guard refuses to dial it."""
+    server = server_factory(originals=f"{origin}/img/,http://169.254.169.254/img/",
+                            env={"IMGPROXY_HTTP_ALLOW_PRIVATE": "1"})
+    response = server.get(server.url("small", "redirect-private", "webp"))
+    assert response.status_code == 502
+    assert response.json()["detail"] == "the origin's address is not allowed"
+    assert "refused to connect to origin 169.254.169.254" in server.logs()
+
+
+def test_loopback_origin_refused_unless_allowed(
+    origin: str, server_factory: Callable[..., Server]
+) -> None:
+    strict = server_factory(originals=f"{origin}/img/")
+    before = len(origin_requests(origin))
+    response = strict.get(strict.url("thumbnail", "plain", "webp"))
+    assert response.status_code == 502
+    assert response.json()["detail"] == "the origin's address is not allowed"
+    assert len(origin_requests(origin)) == before  # nothing reached the origin
+
+
+def test_ids_stay_below_the_prefix() -> None:
+    store = HttpOriginals(httpx.AsyncClient(), ["http://h.example/img/"], 1000, 1.0)
+    assert store.allowed("http://h.example/img/a/b.jpg")
+    assert not store.allowed("http://h.example/img/../secret.jpg")
+    assert not store.allowed("http://h.example/imgx/a.jpg")
+    assert not store.allowed("http://other.example/img/a.jpg")
+    assert not store.allowed("https://h.example/img/a.jpg")
+    assert list(store.candidates("a/b"))[:3] == [
+        "http://h.example/img/a/b", "http://h.example/img/a/b.jpg", "http://h.example/img/a/b.jpeg",
+    ]
+
+
+@pytest.mark.parametrize(("address", "default", "development"), [
+    ("93.184.216.34", True, True),
+    ("2606:2800:220:1:248:1893:25c8:1946", True, True),
+    ("127.0.0.1", False, True),
+    ("::1", False, True),
+    ("::ffff:127.0.0.1", False, True),
+    ("10.0.0.1", False, True),
+    ("192.168.1.1", False, True),
+    ("169.254.169.254", False, False),
+    ("fd00:ec2::254", False, False),
+    ("fe80::1", False, False),
+    ("0.0.0.0", False, False),
+    ("224.0.0.1", False, False),
+])
+def test_address_rules(address: str, default: bool, development: bool) -> None:
+    ip = ipaddress.ip_address(address)
+    assert allowed(ip, allow_private=False) is default
+    assert allowed(ip, allow_private=True) is development
+
+
+class _Recorder(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self.dialled: list[str] = []
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kw: Any) -> httpcore.AsyncNetworkStream:
+        self.dialled.append(host)
+        raise httpcore.ConnectError("recorder never connects")
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "10.0.0.1", "169.254.169.254", "[::1]"])
+async def test_guard_refuses_before_dialling(host: str) -> None:
+    inner = _Recorder()
+    backend = GuardedBackend(allow_private=False, inner=inner)
+    with pytest.raises(BlockedAddress):
+        await backend.connect_tcp(host.strip("[]"), 80, timeout=2)
+    assert inner.dialled == []
+
+
+async def test_guard_dials_the_checked_address_not_the_name() -> None:
+    inner = _Recorder()
+    backend = GuardedBackend(allow_private=True, inner=inner)
+    with pytest.raises(httpcore.ConnectError):
+        await backend.connect_tcp("localhost", 80, timeout=2)
+    assert inner.dialled and all(ipaddress.ip_address(h).is_loopback for h in inner.dialled)
+
+
+def test_guarded_client_never_connects_to_a_blocked_listener(tmp_path: Path) -> None:
+    """End to end: a loopback listener sees no connection from the guarded client."""
+    from imgproxy.clients import Clients
+    from imgproxy.config import Settings
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+
+        async def fetch() -> None:
+            clients = Clients(Settings(http_allow_private=False))
+            try:
+                with pytest.raises(BlockedAddress):
+                    await clients.http().get(f"http://localhost:{port}/x")
+            finally:
+                await clients.aclose()
+
+        import asyncio
+
+        asyncio.run(fetch())
+        with pytest.raises(TimeoutError):
+            listener.accept()

@@ -1,0 +1,240 @@
+"""S3 stores against moto in server mode (a separate process on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+from conftest import Moto, Server, corpus, free_port, put_original
+from imgproxy.config import ConfigError, Settings
+from imgproxy.errors import ImgproxyError
+from imgproxy.presets import load_presets
+from imgproxy.stores import Variant
+from imgproxy.stores.s3 import S3Originals, S3Variants, parse_url
+from imgproxy.stores.s3errors import mapped
+
+PHOTO = "exif/mei__Apple_iPhone_4.jpg"
+
+
+def test_parse_url() -> None:
+    assert parse_url("s3://bucket") == ("bucket", "")
+    assert parse_url("s3://bucket/") == ("bucket", "")
+    assert parse_url("s3://bucket/a/b/") == ("bucket", "a/b/")
+    assert parse_url("s3://bucket/a") == ("bucket", "a/")
+
+
+def test_lease_must_outlast_download_and_render() -> None:
+    with pytest.raises(ConfigError, match="IMGPROXY_S3_LEASE_SECONDS"):
+        Settings(variants="s3://b/v", s3_lease_seconds=10, download_timeout=5, render_timeout=5)
+    Settings(variants="s3://b/v", s3_lease_seconds=11, download_timeout=5, render_timeout=5)
+    Settings(variants="file:///tmp/v", s3_lease_seconds=1)  # no lease on a local folder
+
+
+def test_only_http_origins_list_several_prefixes() -> None:
+    Settings(originals="https://a.example/x/,https://b.example/y/")
+    with pytest.raises(ConfigError, match="IMGPROXY_ORIGINALS"):
+        Settings(originals="s3://a/x,s3://b/y")
+    with pytest.raises(ConfigError, match="bucket or host"):
+        Settings(variants="s3:///prefix")
+
+
+async def test_variant_put_never_overwrites(s3: object, bucket: str) -> None:
+    store = S3Variants(s3, f"s3://{bucket}/v", 60)
+    first = Variant.make(b"first", "image/webp", 0)
+    assert await store.get("k.webp") is None
+    assert await store.put("k.webp", first, {"preset-digest": "d", "source": "s"}) is True
+    assert await store.put("k.webp", Variant.make(b"second", "image/webp", 0), {}) is False
+    stored = await store.get("k.webp")
+    assert stored is not None and stored.body == b"first" and stored.content_type == "image/webp"
+
+
+async def test_original_resolution_prefers_the_exact_key(s3: object, bucket: str, moto: Moto) -> None:
+    put_original(moto, bucket, "o/a/cat.PNG", corpus(PHOTO))
+    put_original(moto, bucket, "o/a/dog", corpus(PHOTO))
+    put_original(moto, bucket, "o/a/dog.jpg", corpus(PHOTO))
+    store = S3Originals(s3, f"s3://{bucket}/o", 10_000_000, 5)
+    assert (await store.fetch("a/cat")).key == "o/a/cat.PNG"
+    assert (await store.fetch("a/dog")).key == "o/a/dog"
+    with pytest.raises(Exception) as exc:
+        await store.fetch("a/ca")
+    assert getattr(exc.value, "status", None) == 404
+
+
+def test_moto_honours_conditional_writes(moto: Moto, bucket: str) -> None:
+    s3 = moto.client()
+    first = s3.put_object(Bucket=bucket, Key="k", Body=b"1", IfNoneMatch="*")
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="k", Body=b"2", IfNoneMatch="*")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="k", Body=b"3", IfMatch='"not-the-etag"')
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    s3.put_object(Bucket=bucket, Key="k", Body=b"4", IfMatch=first["ETag"])
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"4"
+
+
+def test_moto_concurrent_conditional_creates_have_one_winner(moto: Moto, bucket: str) -> None:
+    """The lease relies on it: of many simultaneous If-None-Match PUTs, one wins."""
+    clients = [moto.client() for _ in range(16)]
+    for round in range(5):
+        wins: list[int] = []
+        barrier = threading.Barrier(len(clients))
+
+        def put(i: int) -> None:
+            barrier.wait()
+            try:
+                clients[i].put_object(Bucket=bucket, Key=f"race{round}", Body=str(i).encode(), IfNoneMatch="*")
+                wins.append(i)
+            except ClientError as exc:
+                assert exc.response["ResponseMetadata"]["HTTPStatusCode"] in (409, 412)
+
+        threads = [threading.Thread(target=put, args=(i,)) for i in range(len(clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(wins) == 1
+
+
+@pytest.fixture
+def s3_server(server_factory: Callable[..., Server], moto: Moto, bucket: str, tmp_path: Path) -> Callable[..., Server]:
+    def start(**env: str) -> Server:
+        return server_factory(
+            originals=f"s3://{bucket}/originals", variants=f"s3://{bucket}/variants",
+            env=moto.env(**env),
+        )
+    return start
+
+
+def test_serves_from_s3_and_stores_variant_with_metadata(
+    s3_server: Callable[..., Server], moto: Moto, bucket: str
+) -> None:
+    put_original(moto, bucket, "originals/gallery/cat.jpg", corpus(PHOTO))
+    server = s3_server()
+    first = server.get(server.url("thumbnail", "gallery/cat", "webp"))
+    assert first.status_code == 200, first.text
+    assert first.headers["x-imgproxy-tier"] == "render"
+    preset = load_presets(server.env["IMGPROXY_PRESETS"])["thumbnail"]
+    key = f"variants/thumbnail/{preset.digest}/gallery/cat.webp"
+    head = moto.client().head_object(Bucket=bucket, Key=key)
+    assert head["ContentType"] == "image/webp"
+    assert head["CacheControl"] == "public, max-age=31536000, immutable"
+    assert head["Metadata"]["preset-digest"] == preset.digest
+    assert head["Metadata"]["source"].startswith(f"s3://{bucket}/originals/gallery/cat.jpg:")
+    assert not moto.client().list_objects_v2(Bucket=bucket, Prefix="variants/.leases/").get("Contents")
+
+    other = s3_server()  # another instance: served from the bucket, not rendered again
+    again = other.get(other.url("thumbnail", "gallery/cat", "webp"))
+    assert again.status_code == 200
+    assert again.headers["x-imgproxy-tier"] == "store"
+    assert again.content == first.content
+    assert other.metric("imgproxy_renders_total") == 0
+
+
+def test_missing_original_is_404(s3_server: Callable[..., Server]) -> None:
+    server = s3_server()
+    response = server.get(server.url("thumbnail", "nope", "webp"))
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+def test_original_over_the_byte_cap_is_413(s3_server: Callable[..., Server], moto: Moto, bucket: str) -> None:
+    put_original(moto, bucket, "originals/big.jpg", corpus(PHOTO))
+    server = s3_server(IMGPROXY_MAX_SOURCE_BYTES="1000")
+    response = server.get(server.url("thumbnail", "big", "webp"))
+    assert response.status_code == 413
+    assert response.json()["limit"] == "max_source_bytes"
+
+
+def test_missing_bucket_is_503_and_logged_loudly(server_factory: Callable[..., Server], moto: Moto) -> None:
+    server = server_factory(originals="s3://no-such-bucket/o", variants="s3://no-such-bucket/v",
+                            env=moto.env())
+    response = server.get(server.url("thumbnail", "cat", "webp"))
+    assert response.status_code == 503
+    assert "retry-after" in response.headers
+    assert "CRITICAL" in server.logs()
+
+
+@pytest.mark.slow
+def test_outage_gives_503_then_recovers_without_restart(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    moto = Moto(free_port(), tmp_path / "moto-outage.log")
+    moto.start()
+    try:
+        def seed() -> None:
+            moto.client().create_bucket(Bucket="outage")
+            put_original(moto, "outage", "o/cat.jpg", corpus(PHOTO))
+
+        seed()
+        server = server_factory(
+            originals="s3://outage/o", variants="s3://outage/v",
+            env=moto.env(IMGPROXY_S3_TIMEOUT="1", IMGPROXY_S3_MAX_ATTEMPTS="2"),
+        )
+        assert server.get(server.url("thumbnail", "cat", "webp")).status_code == 200
+
+        moto.stop()  # mid-run: the S3 server is gone
+        for preset in ("thumb-square", "small", "preview"):
+            started = time.monotonic()
+            response = server.get(server.url(preset, "cat", "webp"))
+            assert response.status_code == 503, response.text
+            assert int(response.headers["retry-after"]) > 0
+            assert time.monotonic() - started < 5
+        # A variant in the memory tier is still served.
+        assert server.get(server.url("thumbnail", "cat", "webp")).status_code == 200
+
+        moto.start()  # same port; moto keeps its state in memory, so seed it again
+        seed()
+        deadline = time.monotonic() + 20
+        while True:
+            response = server.get(server.url("small", "cat", "webp"))
+            if response.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert response.status_code == 200, response.text
+        assert server.proc.poll() is None
+    finally:
+        moto.stop()
+
+
+def test_unreachable_s3_is_503_with_retry_after(server_factory: Callable[..., Server], moto: Moto) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    server = server_factory(
+        originals="s3://x-bucket/o", variants="s3://x-bucket/v",
+        env={**moto.env(IMGPROXY_S3_TIMEOUT="1", IMGPROXY_S3_MAX_ATTEMPTS="1"), "IMGPROXY_S3_ENDPOINT_URL": dead},
+    )
+    started = time.monotonic()
+    response = server.get(server.url("thumbnail", "cat", "webp"))
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert time.monotonic() - started < 5
+    assert httpx.get(server.base_url + "/healthz").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(("raised", "origin", "status", "retry_after"), [
+    (ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject"), True, 404, None),
+    (ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject"), False, 503, 5),
+    (ClientError({"Error": {"Code": "InvalidAccessKeyId"}}, "GetObject"), True, 503, 5),
+    (ClientError({"Error": {"Code": "SlowDown"}}, "PutObject"), False, 503, 2),
+    (ClientError({"Error": {"Code": "InternalError"}}, "GetObject"), True, 503, 2),
+    (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), False, 503, 2),
+    (ConnectTimeoutError(endpoint_url="http://127.0.0.1:1"), True, 503, 2),
+    (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), True, 504, None),
+    (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), False, 503, 2),
+])
+def test_error_mapping(raised: Exception, origin: bool, status: int, retry_after: int | None,
+                       caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(ImgproxyError) as exc:
+        with mapped("get", origin=origin):
+            raise raised
+    assert exc.value.status == status
+    assert exc.value.retry_after == retry_after
+    assert exc.value.__cause__ is raised
+    if "Access" in str(raised):
+        assert any(r.levelname == "CRITICAL" for r in caplog.records)
