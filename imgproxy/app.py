@@ -29,7 +29,7 @@ from .routes import Receive, Scope, Send, VariantEndpoint, send_error
 from .stores import OriginalStore, VariantStore, file_path
 from .stores.local import LocalOriginals, LocalVariants
 from .variants import Variants
-from .workers import ThreadRenderer
+from .workers import Renderer, open_renderer
 
 log = logging.getLogger("imgproxy")
 
@@ -62,7 +62,7 @@ class App:
         self.presets = load_presets(settings.presets)  # a bad preset stops start-up
         self.keys = resolve_keys(settings)
         self.endpoint: VariantEndpoint | None = None
-        self.renderer: ThreadRenderer | None = None
+        self.renderer: Renderer | None = None
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics)],
             lifespan=self.lifespan,
@@ -82,7 +82,7 @@ class App:
         s = self.settings
         originals = open_originals(s)
         store = open_variants(s)
-        self.renderer = ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
+        self.renderer = await open_renderer(s)
         variants = Variants(originals, store, memory_tier(s.memory_cache_mb * 1024 * 1024),
                             self.renderer, limits(s))
         self.endpoint = VariantEndpoint(self.keys, self.presets, variants)
@@ -110,7 +110,7 @@ class App:
             return JSONResponse({"status": "unhealthy", "detail": str(exc)}, status_code=503)
         return JSONResponse(
             {"status": "ok", "render_ms": round((time.perf_counter() - started) * 1000, 2),
-             "renders_pending": self.renderer.pending},
+             "renders_pending": self.renderer.pending, "render_workers": self.renderer.workers},
             headers={"cache-control": "no-store"},
         )
 
