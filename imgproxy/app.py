@@ -51,7 +51,10 @@ def open_variants(settings: Settings) -> VariantStore:
 
 
 def limits(settings: Settings) -> Limits:
-    return Limits(settings.max_source_pixels, settings.max_frames, settings.max_output_pixels)
+    s = settings
+    return Limits(max_source_pixels=s.max_source_pixels, max_frames=s.max_frames,
+                  max_output_pixels=s.max_output_pixels, max_source_bytes=s.max_source_bytes,
+                  max_svg_elements=s.max_svg_elements)
 
 
 class App:

@@ -54,6 +54,7 @@ class Settings:
     max_source_pixels: int = setting(100_000_000, "largest original accepted, in pixels, read from the header before decoding (413 above)")
     max_frames: int = setting(256, "most animation frames or pages decoded (413 above)")
     max_output_pixels: int = setting(50_000_000, "largest variant rendered, in pixels (413 above)")
+    max_svg_elements: int = setting(100_000, "most elements an SVG may have, counted before librsvg parses it (413 above)")
     render_timeout: float = setting(30.0, "seconds one render may take (504 above)")
     download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
     worker_memory_mb: int = setting(2048, "address-space cap (RLIMIT_AS) of each render worker process, in MiB (process mode)")
@@ -76,7 +77,7 @@ class Settings:
         check(self.render_queue >= 0, "render_queue", "must be >= 0")
         check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
         for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
-                     "worker_memory_mb", "worker_cpu_seconds"):
+                     "max_svg_elements", "worker_memory_mb", "worker_cpu_seconds"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("render_timeout", "download_timeout", "s3_lease_seconds"):
             check(getattr(self, name) > 0, name, "must be > 0")

@@ -18,6 +18,7 @@ Meta is ``{"ready": pid}`` once at start, then per job either
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -27,7 +28,7 @@ import socket
 import struct
 import sys
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 JOB_HEADER = struct.Struct("!Q")
 REPLY_HEADER = struct.Struct("!IQ")
@@ -82,9 +83,24 @@ def _error_meta(exc: BaseException) -> dict[str, Any]:
             "extra": {"traceback": traceback.format_exc()[-4000:]}}
 
 
+def _trimmer() -> Callable[[], None]:
+    """glibc's ``malloc_trim``: give a job's freed heap back to the system.
+
+    Without it a worker keeps the high-water mark of every render it ever
+    ran (decoder buffers are freed into glibc's arenas, not to the OS).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0) and None
+
+
 def serve(sock: socket.socket, cpu_seconds: int) -> None:
     from . import render
 
+    trim = _trimmer()
     while True:
         header = _read_exactly(sock, JOB_HEADER.size)
         if header is None:
@@ -101,8 +117,11 @@ def serve(sock: socket.socket, cpu_seconds: int) -> None:
             _send(sock, meta)
             if meta.get("exit"):
                 return
-            continue
-        _send(sock, {"ok": True, "width": rendered.width, "height": rendered.height}, rendered.body)
+        else:
+            meta = {"ok": True, "width": rendered.width, "height": rendered.height}
+            _send(sock, meta, rendered.body)
+            del rendered
+        trim()
 
 
 def main(argv: list[str]) -> int:
