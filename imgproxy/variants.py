@@ -61,6 +61,12 @@ class Variants:
         return await self._flight.run(key, lambda: self._produce(key, request, preset))
 
     async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> tuple[Variant, str]:
+        # A render place first: a burst of misses is refused (503) before it
+        # waits on leases or downloads originals.
+        with self.renderer.admit():
+            return await self._render(key, request, preset)
+
+    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> tuple[Variant, str]:
         async with self.store.lease(key) as stored:
             if stored is not None:  # another process rendered it while we waited
                 self.memory.put(key, stored)
@@ -69,7 +75,7 @@ class Variants:
             self.failed.check(original.identity, key)
             started = time.perf_counter()
             try:
-                rendered = await self.renderer.render(
+                rendered = await self.renderer.run(
                     RenderJob(original.source, preset, request.fmt, self.limits)
                 )
             except ImgproxyError as exc:

@@ -16,8 +16,9 @@ Two renderers with one interface (``await render(job)``, ``pending``,
   worker over a socket pair.
 
 Both bound the renders in flight: ``concurrency`` run, ``queue`` more wait, and
-past that a render is refused at once with 503 and ``Retry-After``. One
-deadline, ``render_timeout``, covers waiting plus rendering; in process mode
+past that a render is refused at once with 503 and ``Retry-After``; the place
+is taken (``admit()``) before the original is fetched. One deadline,
+``render_timeout``, covers waiting for a thread or worker plus rendering; in process mode
 the parent SIGKILLs a worker past it. A dead worker is replaced in the
 background and the server keeps serving. How a request ends when its worker
 dies:
@@ -55,7 +56,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import anyio
 
@@ -90,9 +91,47 @@ class Renderer(Protocol):
     @property
     def workers(self) -> int: ...
 
-    async def render(self, job: RenderJob) -> Rendered: ...
+    def admit(self) -> contextlib.AbstractContextManager[None]:
+        """A place among the renders in flight, or 503 at once when there is none."""
+
+    async def run(self, job: RenderJob) -> Rendered:
+        """Render ``job`` in an admitted place (waits for a free thread/worker)."""
+
+    async def render(self, job: RenderJob) -> Rendered:
+        """``admit()`` and ``run(job)`` in one."""
 
     async def aclose(self) -> None: ...
+
+
+class _Admission:
+    """The bounded count of renders in flight, shared by both renderers.
+
+    ``admit()`` is taken before the original is fetched, so a burst of misses
+    is refused before it downloads anything.
+    """
+
+    capacity: int
+    pending: int
+    _closed: bool = False
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        if self._closed:
+            raise Unavailable("server is shutting down", retry_after=1)
+        if self.pending >= self.capacity:
+            raise Unavailable("render queue is full", retry_after=1)
+        self.pending += 1
+        try:
+            yield
+        finally:
+            self.pending -= 1
+
+    async def run(self, job: RenderJob) -> Rendered:
+        raise NotImplementedError
+
+    async def render(self, job: RenderJob) -> Rendered:
+        with self.admit():
+            return await self.run(job)
 
 
 async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer:
@@ -107,7 +146,7 @@ async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer:
     return ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
 
 
-class ThreadRenderer:
+class ThreadRenderer(_Admission):
     def __init__(self, concurrency: int, queue: int, timeout: float, vips_concurrency: int = 1) -> None:
         configure(vips_concurrency)
         self.concurrency = concurrency
@@ -120,10 +159,7 @@ class ThreadRenderer:
     def workers(self) -> int:
         return self.concurrency
 
-    async def render(self, job: RenderJob) -> Rendered:
-        if self.pending >= self.capacity:
-            raise Unavailable("render queue is full", retry_after=1)
-        self.pending += 1
+    async def run(self, job: RenderJob) -> Rendered:
         try:
             # A thread cannot be killed: on timeout the caller is answered and
             # the thread finishes in the background (process mode kills it).
@@ -133,8 +169,6 @@ class ThreadRenderer:
                 )
         except TimeoutError:
             raise GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout") from None
-        finally:
-            self.pending -= 1
 
     async def aclose(self) -> None:
         pass
@@ -183,7 +217,7 @@ class _Worker:
             return await self.proc.wait()
 
 
-class ProcessRenderer:
+class ProcessRenderer(_Admission):
     def __init__(self, concurrency: int, queue: int, timeout: float, memory_mb: int,
                  cpu_seconds: int, vips_concurrency: int = 1) -> None:
         self.concurrency = concurrency
@@ -210,20 +244,13 @@ class ProcessRenderer:
         for worker in workers:
             self._idle.put_nowait(worker)
 
-    async def render(self, job: RenderJob) -> Rendered:
-        if self._closed:
-            raise Unavailable("server is shutting down", retry_after=1)
-        if self.pending >= self.capacity:
-            raise Unavailable("render queue is full", retry_after=1)
-        self.pending += 1
+    async def run(self, job: RenderJob) -> Rendered:
         try:
             with anyio.fail_after(self.timeout):
                 worker = await self._checkout()
                 return await self._run(worker, job)
         except TimeoutError:
             raise GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout") from None
-        finally:
-            self.pending -= 1
 
     async def _checkout(self) -> _Worker:
         while True:
