@@ -48,7 +48,7 @@ class Settings:
     memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
     render_threads: int = setting(0, "concurrent renders per process; 0 means one per CPU core")
     render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
-    render_mode: str = setting("thread", "'thread' renders in a thread pool; 'process' in isolated worker processes")
+    render_mode: str = setting("process", "'process' renders in capped, isolated worker processes; 'thread' in this process's thread pool")
     vips_concurrency: int = setting(1, "libvips threads per render; parallelism comes from concurrent renders")
     max_source_bytes: int = setting(64 * 1024 * 1024, "largest original accepted, in bytes (413 above)")
     max_source_pixels: int = setting(100_000_000, "largest original accepted, in pixels, read from the header before decoding (413 above)")
