@@ -339,14 +339,16 @@ class ProcessRenderer(_Admission):
         worker = _Worker(proc, reader, writer)
         try:
             meta, _ = await asyncio.wait_for(worker.receive(), _START_TIMEOUT)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
+            if meta.get("ready") != proc.pid:
+                raise ValueError("no ready message")
+        except BaseException as exc:  # including cancellation: never leave it running
             worker.kill()
-            code = await worker.close()
-            raise RuntimeError(f"render worker did not start ({_describe(code)})") from exc
-        if meta.get("ready") != proc.pid:
-            worker.kill()
-            await worker.close()
-            raise RuntimeError("render worker sent no ready message")
+            writer.close()
+            if isinstance(exc, (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError,
+                                ValueError)):
+                code = await worker.close()
+                raise RuntimeError(f"render worker did not start ({_describe(code)})") from exc
+            raise
         self._all.add(worker)
         return worker
 

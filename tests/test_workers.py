@@ -190,3 +190,10 @@ async def test_thread_mode_keeps_the_same_interface() -> None:
     rendered = await r.render(job(corpus("svg/linku__star.svg")))
     assert rendered.width > 0 and r.pending == 0 and r.workers == 1
     await r.aclose()
+
+
+async def test_a_pool_whose_workers_cannot_start_says_so() -> None:
+    r = ProcessRenderer(concurrency=1, queue=0, timeout=5, memory_mb=16, cpu_seconds=60)
+    with pytest.raises(RuntimeError, match="did not start"):
+        await r.start()
+    await r.aclose()

@@ -124,6 +124,17 @@ def serve(sock: socket.socket, cpu_seconds: int) -> None:
         trim()
 
 
+def _self_test() -> None:
+    """Render a 2x2 PNG under the caps, so a pool that cannot work never starts."""
+    import pyvips
+
+    from ..presets import Preset
+    from . import Limits, RenderJob, Source, render
+
+    png = pyvips.Image.black(2, 2).pngsave_buffer()
+    render(RenderJob(Source(data=png), Preset(name="self-test", width=1, height=1), "png", Limits()))
+
+
 def main(argv: list[str]) -> int:
     fd, memory_mb, cpu_seconds, vips_concurrency = (int(a) for a in argv)
     # Caps first, before any untrusted byte is read. No core files: a crashing
@@ -134,6 +145,11 @@ def main(argv: list[str]) -> int:
     from . import configure
 
     configure(vips_concurrency)
+    try:
+        _self_test()
+    except BaseException as exc:  # noqa: BLE001 - e.g. a memory cap too small to render at all
+        print(f"imgproxy render worker: self-test failed: {exc!r}", file=sys.stderr)
+        return 3
     sock = socket.socket(fileno=fd)
     _send(sock, {"ready": os.getpid()})
     try:
