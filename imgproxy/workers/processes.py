@@ -1,57 +1,12 @@
-"""Where renders run: the one seam between the server and the render pipeline.
-
-Two renderers with one interface (``admit()``, ``await run(job)``, ``await
-render(job)``, ``pending``, ``workers``, ``aclose()``), picked by ``render_mode``:
-
-- ``ThreadRenderer`` runs :func:`imgproxy.render.render` in a thread pool
-  (libvips releases the GIL). Fast, but a decoder that crashes or runs away
-  takes the server process with it, and a render past its deadline can only
-  be abandoned, not stopped.
-- ``ProcessRenderer`` runs it in ``concurrency`` worker processes
-  (:mod:`imgproxy.render.worker`), each capped with ``RLIMIT_AS``
-  (``worker_memory_mb``) and a per-job ``RLIMIT_CPU`` (``worker_cpu_seconds``),
-  started with ``subprocess`` (fork+exec: nothing of the server's libvips
-  threads or memory is inherited) and a clean environment, so a compromised
-  decoder finds no signing key or cloud credential. One job at a time per
-  worker over a socket pair.
-
-Both bound the renders in flight: ``concurrency`` run, ``queue`` more wait, and
-past that a render is refused at once with 503 and ``Retry-After``; the place
-is taken (``admit()``) before the original is fetched. One deadline,
-``render_timeout``, covers waiting for a thread or worker plus rendering; in
-process mode the parent SIGKILLs a worker past it. A dead worker is replaced in the
-background and the server keeps serving. How a request ends when its worker
-dies:
-
-| worker outcome                                  | answer | remembered (variants.py) |
-|---|---|---|
-| past the deadline (we SIGKILL it)               | 504 ``render_timeout`` | no |
-| SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGABRT            | 422: the decoder crashed on this input (glib aborts on a failed allocation under the memory cap) | yes |
-| SIGXCPU (the job's CPU cap)                     | 422 ``worker_cpu_seconds`` | yes |
-| MemoryError in the worker                       | 413 ``worker_memory_mb`` | yes |
-| a codec reports a failed allocation             | 422, as any decoder error | yes |
-| SIGKILL or anything else (OOM killer, operator) | 503 + Retry-After: not the input's fault, try again | no |
-
-Originals reach a worker without copies through the socket: a local store's
-file by its path, fetched bytes as a file in ``/dev/shm`` (shared memory)
-that is unlinked when the render ends.
-
-``process`` is the default. ``bench/isolation.py`` (40 renders of a 2 MP JPEG
-to 1200px WebP through a real server, 2 at a time, modes alternating) could
-not tell the two apart on our shared 2-core machine: per-run ratios
-process/thread of 0.93 to 1.19 under a load average of 5, 0.99 for the
-pooled medians, and 0.99 for the renderers alone without HTTP. A render's CPU
-dwarfs one socket round trip and the variant's bytes, so isolation costs
-within the 5% we allowed, and it is what keeps a decoder crash, a memory
-bomb or a runaway render from taking the server with it. ``thread`` stays for
-trusted originals and for debugging (a render in this process can be
-stepped through).
+"""Rendering in capped worker processes (see the package docstring for the
+outcomes table); :mod:`imgproxy.render.worker` is the other end of the socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pickle
@@ -61,17 +16,17 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any
 
 import anyio
 
-from .config import Settings
-from .errors import (
+from ..errors import (
     BadRequest, GatewayTimeout, ImgproxyError, NotFound, TooLarge, Unavailable, Undecodable,
     Unsupported,
 )
-from .render import RenderJob, Rendered, Source, configure, render
-from .render.worker import JOB_HEADER, MAX_META, REPLY_HEADER
+from ..render import RenderJob, Rendered, Source
+from ..render.worker import JOB_HEADER, MAX_META, REPLY_HEADER
+from .admission import Admission
 
 log = logging.getLogger("imgproxy.workers")
 
@@ -88,95 +43,6 @@ _ENV_NAMES = ("PATH", "LANG", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "PYTH
 _ENV_PREFIXES = ("LC_", "VIPS_", "G_")
 _MAX_BODY = 1 << 30
 _START_TIMEOUT = 30.0
-
-
-class Renderer(Protocol):
-    pending: int
-
-    @property
-    def workers(self) -> int: ...
-
-    def admit(self) -> contextlib.AbstractContextManager[None]:
-        """A place among the renders in flight, or 503 at once when there is none."""
-
-    async def run(self, job: RenderJob) -> Rendered:
-        """Render ``job`` in an admitted place (waits for a free thread/worker)."""
-
-    async def render(self, job: RenderJob) -> Rendered:
-        """``admit()`` and ``run(job)`` in one."""
-
-    async def aclose(self) -> None: ...
-
-
-class _Admission:
-    """The bounded count of renders in flight, shared by both renderers.
-
-    ``admit()`` is taken before the original is fetched, so a burst of misses
-    is refused before it downloads anything.
-    """
-
-    capacity: int
-    pending: int
-    _closed: bool = False
-
-    @contextlib.contextmanager
-    def admit(self) -> Iterator[None]:
-        if self._closed:
-            raise Unavailable("server is shutting down", retry_after=1)
-        if self.pending >= self.capacity:
-            raise Unavailable("render queue is full", retry_after=1)
-        self.pending += 1
-        try:
-            yield
-        finally:
-            self.pending -= 1
-
-    async def run(self, job: RenderJob) -> Rendered:
-        raise NotImplementedError
-
-    async def render(self, job: RenderJob) -> Rendered:
-        with self.admit():
-            return await self.run(job)
-
-
-async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer:
-    """The renderer ``render_mode`` names, started."""
-    s = settings
-    configure(s.vips_concurrency)  # this process renders /healthz's probe in both modes
-    if s.render_mode == "process":
-        renderer = ProcessRenderer(s.concurrency, s.render_queue, s.render_timeout,
-                                   s.worker_memory_mb, s.worker_cpu_seconds, s.vips_concurrency)
-        await renderer.start()
-        return renderer
-    return ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
-
-
-class ThreadRenderer(_Admission):
-    def __init__(self, concurrency: int, queue: int, timeout: float, vips_concurrency: int = 1) -> None:
-        configure(vips_concurrency)
-        self.concurrency = concurrency
-        self.capacity = concurrency + queue
-        self.timeout = timeout
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self.pending = 0
-
-    @property
-    def workers(self) -> int:
-        return self.concurrency
-
-    async def run(self, job: RenderJob) -> Rendered:
-        try:
-            # A thread cannot be killed: on timeout the caller is answered and
-            # the thread finishes in the background (process mode kills it).
-            with anyio.fail_after(self.timeout):
-                return await anyio.to_thread.run_sync(
-                    render, job, limiter=self._limiter, abandon_on_cancel=True
-                )
-        except TimeoutError:
-            raise GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout") from None
-
-    async def aclose(self) -> None:
-        pass
 
 
 class _Worker:
@@ -222,7 +88,7 @@ class _Worker:
             return await self.proc.wait()
 
 
-class ProcessRenderer(_Admission):
+class ProcessRenderer(Admission):
     def __init__(self, concurrency: int, queue: int, timeout: float, memory_mb: int,
                  cpu_seconds: int, vips_concurrency: int = 1) -> None:
         self.concurrency = concurrency
@@ -418,8 +284,6 @@ def _describe(code: int | None) -> str:
 
 
 def _json(raw: bytes) -> dict[str, Any]:
-    import json
-
     value = json.loads(raw)
     if not isinstance(value, dict):
         raise ValueError("worker meta is not an object")

@@ -1,0 +1,39 @@
+"""In-thread rendering: fast, trusting, and impossible to stop (see the package docstring)."""
+
+from __future__ import annotations
+
+import anyio
+
+from ..errors import GatewayTimeout
+from ..render import RenderJob, Rendered, configure, render
+from .admission import Admission
+
+
+class ThreadRenderer(Admission):
+    def __init__(self, concurrency: int, queue: int, timeout: float, vips_concurrency: int = 1) -> None:
+        configure(vips_concurrency)
+        self.concurrency = concurrency
+        self.capacity = concurrency + queue
+        self.timeout = timeout
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self.pending = 0
+
+    @property
+    def workers(self) -> int:
+        return self.concurrency
+
+    async def run(self, job: RenderJob) -> Rendered:
+        try:
+            # A thread cannot be killed: on timeout the caller is answered and
+            # the thread finishes in the background (process mode kills it).
+            with anyio.fail_after(self.timeout):
+                return await anyio.to_thread.run_sync(
+                    render, job, limiter=self._limiter, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            raise GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout") from None
+
+    async def aclose(self) -> None:
+        pass
+
+
