@@ -7,7 +7,7 @@
 
 The render happens under both the in-process single-flight and the store's
 lease, so it happens once however many requests, processes or machines ask.
-An original whose render failed because of its input is remembered by its
+A render that failed because of its input is remembered by the original's
 identity (:mod:`imgproxy.cache.failures`) and answered without decoding again.
 """
 

@@ -14,7 +14,9 @@ import pytest
 from conftest import Server, corpus
 from imgproxy.cache.failures import FailedOriginals
 from imgproxy.cache.memory import NoMemoryTier
-from imgproxy.errors import GatewayTimeout, ImgproxyError, TooLarge, Unavailable, Undecodable
+from imgproxy.errors import (
+    GatewayTimeout, ImgproxyError, TooLarge, Unavailable, Undecodable, Unsupported,
+)
 from imgproxy.presets import Preset
 from imgproxy.render import Limits, RenderJob, Rendered
 from imgproxy.stores.local import LocalOriginals, LocalVariants
@@ -56,18 +58,41 @@ def variants(tmp_path: Path, renderer: ScriptedRenderer) -> Variants:
                     NoMemoryTier(), renderer, Limits())
 
 
-async def test_an_undecodable_original_is_decoded_once_until_it_changes(tmp_path: Path) -> None:
-    renderer = ScriptedRenderer(Undecodable("broken"))
+async def test_an_undecodable_variant_is_decoded_once_until_the_original_changes(tmp_path: Path) -> None:
+    renderer = ScriptedRenderer(Undecodable("broken frame"))
     v = variants(tmp_path, renderer)
-    original = tmp_path / "o" / "x.jpg"
-    original.write_bytes(b"not a jpeg")
-    for fmt in ("webp", "webp", "png", "avif"):  # any variant of the original
+    original = tmp_path / "o" / "x.gif"
+    original.write_bytes(b"GIF89a...")
+    for _ in range(3):
         with pytest.raises(Undecodable):
-            await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
+            await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
     assert renderer.runs == 1
-    original.write_bytes(b"a new upload")  # new size and mtime: a new identity
-    variant, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    # Another variant may decode less (the first frame only): it is tried.
+    _, tier = await v.get(VariantRequest("thumbnail", "x", "jpg"), PRESET)
     assert tier == "render" and renderer.runs == 2
+    renderer.errors.append(Undecodable("broken frame"))
+    with pytest.raises(Undecodable):
+        await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    original.write_bytes(b"a new upload")  # new size and mtime: a new identity
+    _, tier = await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    assert tier == "render" and renderer.runs == 4
+
+
+@pytest.mark.parametrize("error", [
+    Unsupported("not an image"),
+    Undecodable("the original crashed its render worker", signal="SIGSEGV"),
+])
+async def test_unsupported_and_crashing_originals_are_refused_for_every_variant(
+    tmp_path: Path, error: ImgproxyError
+) -> None:
+    renderer = ScriptedRenderer(error)
+    v = variants(tmp_path, renderer)
+    (tmp_path / "o" / "x.jpg").write_bytes(b"?")
+    for fmt in ("webp", "png", "avif", "jpg"):
+        with pytest.raises(type(error)) as info:
+            await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
+        assert info.value.detail == error.detail
+    assert renderer.runs == 1
 
 
 @pytest.mark.parametrize("error", [Unavailable("worker died"), GatewayTimeout("slow")])

@@ -5,10 +5,16 @@ that crashed on it) is remembered under the original's *identity*: its key
 plus ETag or size/mtime, so a changed original is tried afresh. Failures that
 are not the input's fault (503, 504) are never remembered.
 
-415 and 422 are properties of the bytes and are remembered for the original
-as a whole; 413 can depend on the preset and format (output pixels, frames
-kept for an animated output), so it is remembered per variant. A bounded LRU:
-an attacker uploading endless broken files evicts old entries, not memory.
+How far a failure reaches decides its scope, so an answer never depends on
+which variant happened to be asked for first:
+
+- the whole original: 415 (its format is what it is) and a worker crash
+  (422 with ``signal``: never feed a decoder-crashing file to a worker twice);
+- one variant: 413 (output pixels and animation frames depend on the preset
+  and format) and other 422s (an animated GIF with one broken frame fails as
+  animated WebP but renders its first frame as JPEG).
+
+A bounded LRU: endless broken uploads evict old entries, they do not grow memory.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ class FailedOriginals:
     def remember(self, identity: str, variant_key: str, error: ImgproxyError) -> None:
         if not isinstance(error, _REMEMBERED):
             return
-        scope = variant_key if isinstance(error, TooLarge) else ""
+        whole = isinstance(error, Unsupported) or "signal" in error.extra
+        scope = "" if whole else variant_key
         self._lru[(identity, scope)] = error
 
     def __len__(self) -> int:
