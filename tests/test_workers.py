@@ -197,3 +197,20 @@ async def test_a_pool_whose_workers_cannot_start_says_so() -> None:
     with pytest.raises(RuntimeError, match="did not start"):
         await r.start()
     await r.aclose()
+
+
+async def test_a_render_past_its_cpu_cap_is_422_and_the_worker_replaced() -> None:
+    r = ProcessRenderer(concurrency=1, queue=0, timeout=30, memory_mb=2048, cpu_seconds=1)
+    await r.start()
+    try:
+        [pid] = r.pids
+        small = job(corpus("svg/linku__star.svg"))
+        for _ in range(3):  # the cap is per job, not per worker lifetime
+            assert (await r.render(small)).width > 0
+        with pytest.raises(Undecodable) as info:
+            await r.render(slow_job())
+        assert info.value.extra["limit"] == "worker_cpu_seconds"
+        await wait_for(lambda: r.workers == 1 and r._idle.qsize() == 1)
+        assert r.pids != [pid] and (await r.render(small)).width > 0
+    finally:
+        await r.aclose()
