@@ -100,7 +100,7 @@ class ProcessRenderer(Admission):
         self._all: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._spool = _spool_dir()
+        self._spool: str | None = None  # made on the first fetched original
 
     @property
     def workers(self) -> int:
@@ -159,6 +159,8 @@ class ProcessRenderer(Admission):
         """Fetched bytes go to a worker as a file in shared memory, not down the socket."""
         if source.data is None:
             return source, None
+        if self._spool is None:
+            self._spool = _spool_dir()
         fd, name = tempfile.mkstemp(dir=self._spool, prefix="src-")
         path = Path(name)
         try:
@@ -235,8 +237,9 @@ class ProcessRenderer(Admission):
         # 4. close: each worker exits on EOF; stragglers are killed.
         workers, self._all = list(self._all), set()
         await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._spool)
+        if self._spool is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self._spool)
 
 
 def _result(meta: dict[str, Any], body: bytes, pid: int) -> Rendered:
