@@ -31,7 +31,7 @@ from .render import Limits, RenderJob, Source, render
 from .routes import Receive, Scope, Send, VariantEndpoint, send_error
 from .stores import OriginalStore, VariantStore
 from .variants import Variants
-from .workers import ThreadRenderer
+from .workers import Renderer, open_renderer
 
 log = logging.getLogger("imgproxy")
 
@@ -64,7 +64,10 @@ async def open_store(table: dict[str, str], url: str, settings: Settings, client
 
 
 def limits(settings: Settings) -> Limits:
-    return Limits(settings.max_source_pixels, settings.max_frames, settings.max_output_pixels)
+    s = settings
+    return Limits(max_source_pixels=s.max_source_pixels, max_frames=s.max_frames,
+                  max_output_pixels=s.max_output_pixels, max_source_bytes=s.max_source_bytes,
+                  max_svg_elements=s.max_svg_elements)
 
 
 class App:
@@ -75,7 +78,7 @@ class App:
         self.presets = load_presets(settings.presets)  # a bad preset stops start-up
         self.keys = resolve_keys(settings)
         self.endpoint: VariantEndpoint | None = None
-        self.renderer: ThreadRenderer | None = None
+        self.renderer: Renderer | None = None
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics)],
             lifespan=self.lifespan,
@@ -97,10 +100,10 @@ class App:
         try:
             originals: OriginalStore = await open_store(ORIGINAL_STORES, s.originals, s, clients)
             store: VariantStore = await open_store(VARIANT_STORES, s.variants, s, clients)
+            self.renderer = await open_renderer(s)
         except BaseException:
             await clients.aclose()
             raise
-        self.renderer = ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
         variants = Variants(originals, store, memory_tier(s.memory_cache_mb * 1024 * 1024),
                             self.renderer, limits(s))
         self.endpoint = VariantEndpoint(self.keys, self.presets, variants)
@@ -130,7 +133,7 @@ class App:
             return JSONResponse({"status": "unhealthy", "detail": str(exc)}, status_code=503)
         return JSONResponse(
             {"status": "ok", "render_ms": round((time.perf_counter() - started) * 1000, 2),
-             "renders_pending": self.renderer.pending},
+             "renders_pending": self.renderer.pending, "render_workers": self.renderer.workers},
             headers={"cache-control": "no-store"},
         )
 

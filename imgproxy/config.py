@@ -49,16 +49,17 @@ class Settings:
     memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
     render_threads: int = setting(0, "concurrent renders per process; 0 means one per CPU core")
     render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
-    render_mode: str = setting("thread", "'thread' renders in a thread pool; 'process' in isolated worker processes")
+    render_mode: str = setting("process", "'process' renders in capped, isolated worker processes; 'thread' in this process's thread pool")
     vips_concurrency: int = setting(1, "libvips threads per render; parallelism comes from concurrent renders")
     max_source_bytes: int = setting(64 * 1024 * 1024, "largest original accepted, in bytes (413 above)")
     max_source_pixels: int = setting(100_000_000, "largest original accepted, in pixels, read from the header before decoding (413 above)")
     max_frames: int = setting(256, "most animation frames or pages decoded (413 above)")
     max_output_pixels: int = setting(50_000_000, "largest variant rendered, in pixels (413 above)")
+    max_svg_elements: int = setting(100_000, "most elements an SVG may have, counted before librsvg parses it (413 above)")
     render_timeout: float = setting(30.0, "seconds one render may take (504 above)")
     download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
-    worker_memory_mb: int = setting(2048, "address-space cap of each render worker process, in MiB")
-    worker_cpu_seconds: int = setting(300, "CPU-time cap of each render worker process before it is replaced")
+    worker_memory_mb: int = setting(2048, "address-space cap (RLIMIT_AS) of each render worker process, in MiB (process mode)")
+    worker_cpu_seconds: int = setting(300, "CPU seconds one render may use in a worker process (SIGXCPU, 422 and a new worker above)")
     s3_endpoint_url: str = setting("", "S3-compatible endpoint (MinIO, R2, Ceph); empty means AWS")
     s3_lease_seconds: float = setting(60.0, "how long a render lease on a shared S3 variant bucket lasts; must exceed download_timeout + render_timeout")
     s3_timeout: float = setting(5.0, "seconds to connect to S3 and to wait for each response (then 503 with Retry-After)")
@@ -80,7 +81,8 @@ class Settings:
         check(self.render_queue >= 0, "render_queue", "must be >= 0")
         check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
         for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
-                     "worker_memory_mb", "worker_cpu_seconds", "s3_max_attempts", "s3_max_connections"):
+                     "max_svg_elements", "worker_memory_mb", "worker_cpu_seconds",
+                     "s3_max_attempts", "s3_max_connections"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout"):
             check(getattr(self, name) > 0, name, "must be > 0")

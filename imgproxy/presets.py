@@ -42,7 +42,7 @@ class Preset:
     quality: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise PresetError(f"preset name {self.name!r}: use a-z, 0-9, '-', '_'")
         for side in ("width", "height"):
             value = getattr(self, side)

@@ -40,7 +40,7 @@ def check_id(id: str) -> str:
     if not id or len(id) > MAX_ID_LENGTH:
         raise BadRequest(f"id must be 1..{MAX_ID_LENGTH} characters")
     for segment in id.split("/"):
-        if not _SEGMENT.match(segment) or segment in (".", ".."):
+        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise BadRequest("id segments are [A-Za-z0-9._-], not '.' or '..'")
     return id
 
@@ -48,7 +48,7 @@ def check_id(id: str) -> str:
 def parse_path(path: str) -> VariantRequest:
     """``<preset>/<id>.<fmt>`` (the part after ``/v/``) to a request."""
     preset, sep, rest = path.partition("/")
-    if not sep or not _PRESET.match(preset):
+    if not sep or not _PRESET.fullmatch(preset):
         raise BadRequest("expected /v/<preset>/<id>.<format>")
     id, dot, fmt = rest.rpartition(".")
     if not dot or fmt not in FORMATS:

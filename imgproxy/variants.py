@@ -3,10 +3,12 @@
     memory ──miss──> store ──miss──> single-flight (this process)
                                         └─> lease (all processes/machines)
                                               ├─ stored meanwhile? serve it
-                                              └─ fetch original -> render -> put
+                                              └─ fetch original -> failed before? -> render -> put
 
 The render happens under both the in-process single-flight and the store's
 lease, so it happens once however many requests, processes or machines ask.
+A render that failed because of its input is remembered by the original's
+identity (:mod:`imgproxy.cache.failures`) and answered without decoding again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from .cache.failures import FailedOriginals
 from .cache.flight import SingleFlight
 from .cache.memory import MemoryTier, NoMemoryTier
 from .errors import ImgproxyError
@@ -23,7 +26,7 @@ from .presets import Preset
 from .render import Limits, RenderJob
 from .stores import OriginalStore, Variant, VariantStore
 from .urls import VariantRequest
-from .workers import ThreadRenderer
+from .workers import Renderer
 
 log = logging.getLogger("imgproxy")
 
@@ -38,11 +41,12 @@ class Variants:
     originals: OriginalStore
     store: VariantStore
     memory: MemoryTier | NoMemoryTier
-    renderer: ThreadRenderer
+    renderer: Renderer
     limits: Limits
 
     def __post_init__(self) -> None:
         self._flight: SingleFlight[tuple[Variant, str]] = SingleFlight()
+        self.failed = FailedOriginals()
 
     async def get(self, request: VariantRequest, preset: Preset) -> tuple[Variant, str]:
         """The variant and the tier that served it: memory, store or render."""
@@ -57,15 +61,26 @@ class Variants:
         return await self._flight.run(key, lambda: self._produce(key, request, preset))
 
     async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> tuple[Variant, str]:
+        # A render place first: a burst of misses is refused (503) before it
+        # waits on leases or downloads originals.
+        with self.renderer.admit():
+            return await self._render(key, request, preset)
+
+    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> tuple[Variant, str]:
         async with self.store.lease(key) as stored:
             if stored is not None:  # another process rendered it while we waited
                 self.memory.put(key, stored)
                 return stored, "store"
             original = await self.originals.fetch(request.id)
+            self.failed.check(original.identity, key)
             started = time.perf_counter()
-            rendered = await self.renderer.render(
-                RenderJob(original.source, preset, request.fmt, self.limits)
-            )
+            try:
+                rendered = await self.renderer.run(
+                    RenderJob(original.source, preset, request.fmt, self.limits)
+                )
+            except ImgproxyError as exc:
+                self.failed.remember(original.identity, key, exc)
+                raise
             RENDER_SECONDS.labels(request.fmt).observe(time.perf_counter() - started)
             RENDERS.labels(preset.name, request.fmt).inc()
             variant = Variant.make(rendered.body, request.content_type, time.time())

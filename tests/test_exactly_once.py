@@ -16,6 +16,8 @@ from typing import Callable
 
 import httpx
 import pytest
+
+from imgproxy.workers.admission import Admission
 from botocore.exceptions import ClientError
 
 from conftest import Moto, Server, add_original, corpus, put_original
@@ -158,13 +160,15 @@ def _get_quietly(url: str) -> None:
         pass  # the server is killed under this request
 
 
-class _StubRenderer:
-    """Stands in for the thread pool: returns ``body`` after ``seconds``."""
+class _StubRenderer(Admission):
+    """Stands in for the render pool: returns ``body`` after ``seconds``."""
+
+    capacity, pending = 8, 0
 
     def __init__(self, body: bytes, seconds: float) -> None:
         self.body, self.seconds = body, seconds
 
-    async def render(self, job: object) -> object:
+    async def run(self, job: object) -> object:
         from imgproxy.render import Rendered
 
         await asyncio.sleep(self.seconds)

@@ -21,6 +21,8 @@ class Limits:
     max_source_pixels: int = 100_000_000
     max_frames: int = 256
     max_output_pixels: int = 50_000_000
+    max_source_bytes: int = 64 * 1024 * 1024  # also caps a decompressed SVGZ
+    max_svg_elements: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ unknown formats become 415, anything else the decoder says becomes 422.
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 
 import pyvips
@@ -53,6 +54,7 @@ def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
 
     Raises 413 for sources over the pixel or frame limits before any decode.
     """
+    source = _guard_svg(source, limits)
     try:
         image = _open(source)
         loader = image.get("vips-loader")
@@ -75,6 +77,52 @@ def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
             limit="max_source_pixels",
         )
     return header, source
+
+
+def _guard_svg(source: Source, limits: Limits) -> Source:
+    """Count an SVG's elements before librsvg sees it.
+
+    librsvg must parse a whole document even for its header, and a document
+    of millions of elements costs gigabytes, so the element count (every
+    ``<`` not closing a tag) is checked first. SVGZ is inflated here, capped
+    at ``max_source_bytes``, and handed on as plain bytes. Binary formats
+    never start with ``<`` or gzip's magic, so they only cost a 64-byte read.
+    """
+    head = source.data[:64] if source.data is not None else _head(source.path, 64)
+    if head[:2] == b"\x1f\x8b":
+        data = _gunzip(source.read(), limits.max_source_bytes)
+        if not _looks_like_xml(data[:64]):
+            raise Unsupported("a gzip-compressed original must be an SVG")
+    elif _looks_like_xml(head):
+        data = source.read()
+    else:
+        return source
+    elements = data.count(b"<") - data.count(b"</")
+    if elements > limits.max_svg_elements:
+        raise TooLarge(f"the SVG has about {elements} elements; the limit is {limits.max_svg_elements}",
+                       limit="max_svg_elements")
+    return Source(data=data)
+
+
+def _looks_like_xml(head: bytes) -> bool:
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<"
+
+
+def _head(path: str | None, n: int) -> bytes:
+    assert path is not None
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
+        raise Undecodable("the gzip-compressed original is corrupt") from None
+    if len(out) > limit:
+        raise TooLarge(f"the SVGZ inflates past {limit} bytes", limit="max_source_bytes")
+    return out
 
 
 def _open(source: Source) -> pyvips.Image:

@@ -1,0 +1,163 @@
+"""A render worker process: caps itself, then renders one job at a time.
+
+Started by :class:`imgproxy.workers.ProcessRenderer` as
+``python -m imgproxy.render.worker <fd> <memory_mb> <cpu_seconds> <vips_concurrency>``
+with a clean environment (no signing keys, no cloud credentials) and one end
+of a socket pair as ``<fd>``. The wire format is length-prefixed frames:
+
+    parent -> worker   !Q length, pickle of a RenderJob      (the parent is trusted)
+    worker -> parent   !IQ meta/body lengths, JSON meta, body (the worker is not:
+                       a decoder exploit must not become code in the server, so
+                       the parent never unpickles what a worker sends)
+
+Meta is ``{"ready": pid}`` once at start, then per job either
+``{"ok": true, "width": w, "height": h}`` with the encoded variant as body, or
+``{"ok": false, "status": s, "error": e, "detail": d, "extra": {...}}``.
+``"exit": true`` in a reply says the worker exits after it (out of memory).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import pickle
+import resource
+import socket
+import struct
+import sys
+import traceback
+from typing import Any, Callable
+
+JOB_HEADER = struct.Struct("!Q")
+REPLY_HEADER = struct.Struct("!IQ")
+MAX_META = 64 * 1024
+
+
+def encode_reply(meta: dict[str, Any], body: bytes = b"") -> list[bytes]:
+    raw = json.dumps(meta).encode()
+    return [REPLY_HEADER.pack(len(raw), len(body)), raw, body]
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
+    chunks, left = [], n
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(sock: socket.socket, meta: dict[str, Any], body: bytes = b"") -> None:
+    for part in encode_reply(meta, body):
+        sock.sendall(part)
+
+
+def _limit_cpu(seconds: int) -> None:
+    """Allow the next job ``seconds`` of CPU; past that the kernel sends SIGXCPU."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = math.ceil(usage.ru_utime + usage.ru_stime)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = used + seconds
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _error_meta(exc: BaseException) -> dict[str, Any]:
+    from ..errors import ImgproxyError
+
+    if isinstance(exc, ImgproxyError):
+        extra = {k: v for k, v in exc.extra.items() if isinstance(v, (str, int, float))}
+        return {"ok": False, "status": exc.status, "error": exc.error, "detail": exc.detail,
+                "extra": extra}
+    if isinstance(exc, MemoryError):
+        return {"ok": False, "status": 413, "error": "too_large", "exit": True,
+                "detail": "rendering the original needs more memory than a worker may use",
+                "extra": {"limit": "worker_memory_mb"}}
+    # A bug, not the input: the parent logs it and answers 500, as in thread mode.
+    return {"ok": False, "status": 500, "error": "internal", "detail": repr(exc)[:500],
+            "extra": {"traceback": traceback.format_exc()[-4000:]}}
+
+
+def _trimmer() -> Callable[[], None]:
+    """glibc's ``malloc_trim``: give a job's freed heap back to the system.
+
+    Without it a worker keeps the high-water mark of every render it ever
+    ran (decoder buffers are freed into glibc's arenas, not to the OS).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0) and None
+
+
+def serve(sock: socket.socket, cpu_seconds: int) -> None:
+    from . import render
+
+    trim = _trimmer()
+    while True:
+        header = _read_exactly(sock, JOB_HEADER.size)
+        if header is None:
+            return  # the parent closed our socket: shut down
+        payload = _read_exactly(sock, JOB_HEADER.unpack(header)[0])
+        if payload is None:
+            return
+        job = pickle.loads(payload)
+        _limit_cpu(cpu_seconds)
+        try:
+            rendered = render(job)
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported, then judged
+            meta = _error_meta(exc)
+            _send(sock, meta)
+            if meta.get("exit"):
+                return
+        else:
+            meta = {"ok": True, "width": rendered.width, "height": rendered.height}
+            _send(sock, meta, rendered.body)
+            del rendered
+        trim()
+
+
+def _self_test() -> None:
+    """Render a 2x2 PNG under the caps, so a pool that cannot work never starts."""
+    import pyvips
+
+    from ..presets import Preset
+    from . import Limits, RenderJob, Source, render
+
+    png = pyvips.Image.black(2, 2).pngsave_buffer()
+    render(RenderJob(Source(data=png), Preset(name="self-test", width=1, height=1), "png", Limits()))
+
+
+def main(argv: list[str]) -> int:
+    fd, memory_mb, cpu_seconds, vips_concurrency = (int(a) for a in argv)
+    # Caps first, before any untrusted byte is read. No core files: a crashing
+    # decoder must not fill the disk with dumps of other people's images.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from . import configure
+
+    configure(vips_concurrency)
+    try:
+        _self_test()
+    except BaseException as exc:  # noqa: BLE001 - e.g. a memory cap too small to render at all
+        print(f"imgproxy render worker: self-test failed: {exc!r}", file=sys.stderr)
+        return 3
+    sock = socket.socket(fileno=fd)
+    _send(sock, {"ready": os.getpid()})
+    try:
+        serve(sock, cpu_seconds)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent went away
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

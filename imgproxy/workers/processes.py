@@ -1,0 +1,308 @@
+"""Rendering in capped worker processes (see the package docstring for the
+outcomes table); :mod:`imgproxy.render.worker` is the other end of the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..errors import (
+    BadRequest, GatewayTimeout, ImgproxyError, NotFound, TooLarge, Unavailable, Undecodable,
+    Unsupported,
+)
+from ..render import RenderJob, Rendered, Source
+from ..render.worker import JOB_HEADER, MAX_META, REPLY_HEADER
+from .admission import Admission
+
+log = logging.getLogger("imgproxy.workers")
+
+#: Signals with which a decoder dies on bad input (or a failed allocation).
+_CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
+                            signal.SIGABRT})
+#: Errors a worker may report; anything else it sends is treated as a bug.
+_ERRORS: dict[int, type[ImgproxyError]] = {
+    400: BadRequest, 404: NotFound, 413: TooLarge, 415: Unsupported, 422: Undecodable,
+    504: GatewayTimeout,
+}
+#: The worker's environment: enough to run Python and libvips, no secrets.
+_ENV_NAMES = ("PATH", "LANG", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+_ENV_PREFIXES = ("LC_", "VIPS_", "G_")
+_MAX_BODY = 1 << 30
+_START_TIMEOUT = 30.0
+
+
+class _Worker:
+    """One worker process and our end of its socket."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.proc = proc
+        self.reader = reader
+        self.writer = writer
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    async def send(self, payload: bytes) -> None:
+        self.writer.write(JOB_HEADER.pack(len(payload)) + payload)
+        await self.writer.drain()
+
+    async def receive(self) -> tuple[dict[str, Any], bytes]:
+        meta_len, body_len = REPLY_HEADER.unpack(await self.reader.readexactly(REPLY_HEADER.size))
+        if meta_len > MAX_META or body_len > _MAX_BODY:
+            raise ConnectionError(f"worker {self.pid} sent a {meta_len}/{body_len} byte frame")
+        meta = await self.reader.readexactly(meta_len)
+        body = await self.reader.readexactly(body_len)
+        return _json(meta), body
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+    async def close(self) -> int:
+        """Close the socket (an idle worker exits on EOF), reap, return the exit code."""
+        self.writer.close()
+        try:
+            return await asyncio.wait_for(self.proc.wait(), 5)
+        except asyncio.TimeoutError:
+            self.kill()
+            return await self.proc.wait()
+
+
+class ProcessRenderer(Admission):
+    def __init__(self, concurrency: int, queue: int, timeout: float, memory_mb: int,
+                 cpu_seconds: int, vips_concurrency: int = 1) -> None:
+        self.concurrency = concurrency
+        self.capacity = concurrency + queue
+        self.timeout = timeout
+        self.pending = 0
+        self._args = [str(memory_mb), str(cpu_seconds), str(vips_concurrency)]
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: set[_Worker] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._spool: str | None = None  # made on the first fetched original
+
+    @property
+    def workers(self) -> int:
+        return sum(1 for w in self._all if w.alive)
+
+    @property
+    def pids(self) -> list[int]:
+        return sorted(w.pid for w in self._all if w.alive)
+
+    async def start(self) -> None:
+        workers = await asyncio.gather(*(self._spawn() for _ in range(self.concurrency)))
+        for worker in workers:
+            self._idle.put_nowait(worker)
+
+    async def run(self, job: RenderJob) -> Rendered:
+        try:
+            with anyio.fail_after(self.timeout):
+                worker = await self._checkout()
+                return await self._run(worker, job)
+        except TimeoutError:
+            raise GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout") from None
+
+    async def _checkout(self) -> _Worker:
+        while True:
+            worker = await self._idle.get()
+            if worker.alive:
+                return worker
+            self._replace(worker)  # died while idle: not this request's problem
+
+    async def _run(self, worker: _Worker, job: RenderJob) -> Rendered:
+        try:
+            source, spooled = await self._stage(job.source)
+        except BaseException:
+            self._idle.put_nowait(worker)
+            raise
+        try:
+            await worker.send(pickle.dumps(replace(job, source=source)))
+            meta, body = await worker.receive()
+        except asyncio.CancelledError:  # the deadline (or shutdown): stop the render
+            worker.kill()
+            self._replace(worker)
+            raise
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
+            self._replace(worker)
+            raise _death(await _exit_code(worker), worker.pid) from None
+        finally:
+            if spooled is not None:
+                spooled.unlink(missing_ok=True)
+        if meta.get("exit"):
+            self._replace(worker)
+        else:
+            self._idle.put_nowait(worker)
+        return _result(meta, body, worker.pid)
+
+    async def _stage(self, source: Source) -> tuple[Source, Path | None]:
+        """Fetched bytes go to a worker as a file in shared memory, not down the socket."""
+        if source.data is None:
+            return source, None
+        if self._spool is None:
+            self._spool = _spool_dir()
+        fd, name = tempfile.mkstemp(dir=self._spool, prefix="src-")
+        path = Path(name)
+        try:
+            await anyio.to_thread.run_sync(_write_all, fd, source.data)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Source(path=name), path
+
+    def _replace(self, worker: _Worker) -> None:
+        """Reap ``worker`` and start another in the background."""
+        if worker not in self._all:
+            return
+        self._all.discard(worker)
+        self._background(self._reap_and_respawn(worker))
+
+    async def _reap_and_respawn(self, worker: _Worker) -> None:
+        code = await worker.close()
+        if code not in (0, -signal.SIGKILL):
+            log.warning("render worker %d exited with %s", worker.pid, _describe(code))
+        delay = 0.0
+        while not self._closed:
+            try:
+                self._idle.put_nowait(await self._spawn())
+                return
+            except (OSError, RuntimeError) as exc:
+                delay = min(max(delay * 2, 0.5), 30.0)
+                log.error("cannot start a render worker (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _spawn(self) -> _Worker:
+        parent, child = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "imgproxy.render.worker", str(child.fileno()), *self._args,
+                pass_fds=(child.fileno(),), env=_worker_env(), stdin=asyncio.subprocess.DEVNULL,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        worker = _Worker(proc, reader, writer)
+        try:
+            meta, _ = await asyncio.wait_for(worker.receive(), _START_TIMEOUT)
+            if meta.get("ready") != proc.pid:
+                raise ValueError("no ready message")
+        except BaseException as exc:  # including cancellation: never leave it running
+            worker.kill()
+            writer.close()
+            if isinstance(exc, (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError,
+                                ValueError)):
+                code = await worker.close()
+                raise RuntimeError(f"render worker did not start ({_describe(code)})") from exc
+            raise
+        self._all.add(worker)
+        return worker
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        # 1. stop: new renders get 503; no more replacements.
+        self._closed = True
+        # 2. drain: uvicorn has drained requests, so every live worker is idle
+        #    or running an orphaned render; closing the socket ends both.
+        # 3. cancel: respawns in flight.
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # 4. close: each worker exits on EOF; stragglers are killed.
+        workers, self._all = list(self._all), set()
+        await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+        if self._spool is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self._spool)
+
+
+def _result(meta: dict[str, Any], body: bytes, pid: int) -> Rendered:
+    if meta.get("ok") is True:
+        return Rendered(body=body, width=int(meta["width"]), height=int(meta["height"]))
+    error = _ERRORS.get(meta.get("status"))  # type: ignore[arg-type]
+    if error is None:
+        # A bug in the pipeline, reported by the worker: log it and answer 500,
+        # as thread mode would.
+        raise RuntimeError(f"render worker {pid}: {meta.get('detail')}\n"
+                           f"{(meta.get('extra') or {}).get('traceback', '')}")
+    extra = meta.get("extra") or {}
+    raise error(str(meta.get("detail", "render failed"))[:500],
+                **{str(k)[:40]: v for k, v in dict(extra).items()
+                   if isinstance(v, (str, int, float)) and k not in ("detail", "retry_after")})
+
+
+def _death(code: int | None, pid: int) -> ImgproxyError:
+    if code is not None and code < 0 and -code in _CRASH_SIGNALS:
+        log.warning("render worker %d crashed (%s) on its input", pid, _describe(code))
+        return Undecodable("the original crashed its render worker", signal=_describe(code))
+    if code == -signal.SIGXCPU:
+        return Undecodable("rendering the original used more CPU than a worker may",
+                           limit="worker_cpu_seconds")
+    log.warning("render worker %d died (%s); answering 503", pid, _describe(code))
+    return Unavailable("the render worker died; try again", retry_after=1)
+
+
+async def _exit_code(worker: _Worker) -> int | None:
+    try:
+        return await asyncio.wait_for(asyncio.shield(worker.proc.wait()), 5)
+    except asyncio.TimeoutError:
+        return None
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "unknown exit"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("worker meta is not an object")
+    return value
+
+
+def _worker_env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items()
+            if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)}
+
+
+def _spool_dir() -> str:
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="imgproxy-src-", dir=base)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)

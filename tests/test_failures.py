@@ -1,0 +1,140 @@
+"""The failed-decode memo: an original that failed because of its input is not
+decoded again until it changes; failures that are not its fault are retried."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from conftest import Server, corpus
+from imgproxy.cache.failures import FailedOriginals
+from imgproxy.cache.memory import NoMemoryTier
+from imgproxy.errors import (
+    GatewayTimeout, ImgproxyError, TooLarge, Unavailable, Undecodable, Unsupported,
+)
+from imgproxy.presets import Preset
+from imgproxy.render import Limits, RenderJob, Rendered
+from imgproxy.stores.local import LocalOriginals, LocalVariants
+from imgproxy.urls import VariantRequest
+from imgproxy.variants import Variants
+
+PRESET = Preset(name="thumbnail", width=100, height=100)
+
+
+class ScriptedRenderer:
+    """Fails with the queued errors, then renders a fixed body; counts runs."""
+
+    def __init__(self, *errors: ImgproxyError) -> None:
+        self.errors = list(errors)
+        self.runs = 0
+        self.pending = 0
+        self.workers = 1
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        yield
+
+    async def run(self, job: RenderJob) -> Rendered:
+        self.runs += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return Rendered(body=b"RIFF....WEBP", width=1, height=1)
+
+    async def render(self, job: RenderJob) -> Rendered:
+        return await self.run(job)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def variants(tmp_path: Path, renderer: ScriptedRenderer) -> Variants:
+    (tmp_path / "o").mkdir(exist_ok=True)
+    return Variants(LocalOriginals(str(tmp_path / "o"), 1 << 20), LocalVariants(str(tmp_path / "v")),
+                    NoMemoryTier(), renderer, Limits())
+
+
+async def test_an_undecodable_variant_is_decoded_once_until_the_original_changes(tmp_path: Path) -> None:
+    renderer = ScriptedRenderer(Undecodable("broken frame"))
+    v = variants(tmp_path, renderer)
+    original = tmp_path / "o" / "x.gif"
+    original.write_bytes(b"GIF89a...")
+    for _ in range(3):
+        with pytest.raises(Undecodable):
+            await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    assert renderer.runs == 1
+    # Another variant may decode less (the first frame only): it is tried.
+    _, tier = await v.get(VariantRequest("thumbnail", "x", "jpg"), PRESET)
+    assert tier == "render" and renderer.runs == 2
+    renderer.errors.append(Undecodable("broken frame"))
+    with pytest.raises(Undecodable):
+        await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    original.write_bytes(b"a new upload")  # new size and mtime: a new identity
+    _, tier = await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    assert tier == "render" and renderer.runs == 4
+
+
+@pytest.mark.parametrize("error", [
+    Unsupported("not an image"),
+    Undecodable("the original crashed its render worker", signal="SIGSEGV"),
+])
+async def test_unsupported_and_crashing_originals_are_refused_for_every_variant(
+    tmp_path: Path, error: ImgproxyError
+) -> None:
+    renderer = ScriptedRenderer(error)
+    v = variants(tmp_path, renderer)
+    (tmp_path / "o" / "x.jpg").write_bytes(b"?")
+    for fmt in ("webp", "png", "avif", "jpg"):
+        with pytest.raises(type(error)) as info:
+            await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
+        assert info.value.detail == error.detail
+    assert renderer.runs == 1
+
+
+@pytest.mark.parametrize("error", [Unavailable("worker died"), GatewayTimeout("slow")])
+async def test_failures_that_are_not_the_inputs_fault_are_retried(tmp_path: Path, error: ImgproxyError) -> None:
+    renderer = ScriptedRenderer(error)
+    v = variants(tmp_path, renderer)
+    (tmp_path / "o" / "x.jpg").write_bytes(b"fine")
+    with pytest.raises(type(error)):
+        await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    assert tier == "render" and renderer.runs == 2
+
+
+async def test_too_large_is_remembered_per_variant(tmp_path: Path) -> None:
+    renderer = ScriptedRenderer(TooLarge("big", limit="max_output_pixels"))
+    v = variants(tmp_path, renderer)
+    (tmp_path / "o" / "x.jpg").write_bytes(b"fine")
+    for _ in range(2):
+        with pytest.raises(TooLarge):
+            await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    assert tier == "render" and renderer.runs == 2
+
+
+def test_the_memo_is_bounded() -> None:
+    memo = FailedOriginals(size=3)
+    for n in range(10):
+        memo.remember(f"id{n}:1:1", "k", Undecodable("x"))
+    assert len(memo) == 3
+    memo.check("id0:1:1", "k")  # evicted: tried again
+    with pytest.raises(Undecodable) as info:
+        memo.check("id9:1:1", "k")
+    assert info.value.detail == "x"
+
+
+def test_a_replaced_broken_upload_is_served(server: Server) -> None:
+    target = server.originals / "upload.jpg"
+    target.write_bytes(corpus("corrupt/sharp__corrupt-header.jpg").read_bytes())
+    url = server.url("thumbnail", "upload", "webp")
+    first, second = httpx.get(url, timeout=60), httpx.get(url, timeout=60)
+    assert first.status_code == second.status_code == 422
+    assert first.json() == second.json()
+    target.write_bytes(corpus("large/mei__Issue_266.jpg").read_bytes())
+    os.utime(target, ns=(1, 1))  # a different mtime even on a coarse clock
+    assert httpx.get(url, timeout=60).status_code == 200
