@@ -44,7 +44,7 @@ async def read_capped(body: Any, limit: int) -> bytes:
         while chunk := await body.read(_CHUNK):
             size += len(chunk)
             if size > limit:
-                raise TooLarge(f"original is over {limit} bytes; the limit is {limit}", limit="max_source_bytes")
+                raise TooLarge(f"original is over the limit of {limit} bytes", limit="max_source_bytes")
             chunks.append(chunk)
     return b"".join(chunks)
 
