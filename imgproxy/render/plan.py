@@ -33,6 +33,7 @@ class Header:
     width: int
     height: int  # of one frame
     frames: int
+    icc: bool = False  # has an embedded profile that is not sRGB
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyvips
 
 from ..errors import ImgproxyError, TooLarge, Undecodable, Unsupported
+from .icc import needs_transform
 from .plan import Header, Limits
 
 #: Loaders given the bytes, never a path: an SVG loaded from a file may pull
@@ -67,9 +68,11 @@ def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
     height = image.height
     if "page-height" in fields and frames > 1:
         height = image.get("page-height")
-    header = Header(loader=loader, width=image.width, height=height, frames=max(1, frames))
+    profile = image.get("icc-profile-data") if "icc-profile-data" in fields else None
+    header = Header(loader=loader, width=image.width, height=height, frames=max(1, frames),
+                    icc=needs_transform(profile))
     if "heif-compression" in fields and image.get("heif-compression") == "hevc":
-        header = Header("heif-hevc", header.width, header.height, header.frames)
+        header = replace(header, loader="heif-hevc")
     if header.width * header.height > limits.max_source_pixels:
         raise TooLarge(
             f"source has {header.width * header.height} pixels; "

@@ -24,14 +24,16 @@ OUTPUT_PROFILE = "srgb"
 def load(source: Source, header: Header, plan: Plan) -> pyvips.Image:
     """Decode at (close to) the target size: JPEG, WebP and HEIF shrink on load.
 
-    ``thumbnail`` also applies EXIF orientation and the ICC transform.
+    ``thumbnail`` also applies EXIF orientation, converts CMYK to sRGB, and
+    transforms an embedded profile that is not sRGB (see :mod:`.icc`).
     """
-    options = dict(
+    options: dict[str, object] = dict(
         height=plan.height,
         size="both" if plan.enlarge else "down",
         crop="centre" if plan.crop else "none",
-        output_profile=OUTPUT_PROFILE,
     )
+    if header.icc:
+        options["output_profile"] = OUTPUT_PROFILE
     if header.loader == "heif-hevc":
         return decode_hevc(source).thumbnail_image(plan.width, **options)
     loader_options = "n=-1" if plan.frames > 1 else ""
