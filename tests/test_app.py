@@ -1,13 +1,12 @@
 """End to end: a real uvicorn on 127.0.0.1 serving originals from the corpus."""
 
 import asyncio
-import json
 
 import httpx
 import pytest
 import pyvips
 
-from conftest import TESTIMAGES, add_original, corpus
+from conftest import add_original, corpus
 
 
 @pytest.fixture

@@ -1,15 +1,16 @@
-"""Settings: production refuses to start without proper keys; keys never logged."""
+"""Settings: sources and precedence, validation, production keys never logged."""
 
 from __future__ import annotations
 
-import pytest
-from imgproxy.config import ConfigError, Settings, load_settings, to_environ
 import subprocess
 import sys
 from pathlib import Path
+
 import httpx
+import pytest
+
 from conftest import ROOT, start_server
-from imgproxy.config import ConfigError, Settings, load_settings
+from imgproxy.config import ConfigError, Settings, load_settings, to_environ
 
 
 def test_defaults_have_descriptions():

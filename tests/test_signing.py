@@ -1,23 +1,23 @@
-"""Signatures: every key tried with hmac.compare_digest, no early exit."""
+"""Signatures: test vectors, other languages, key rotation, constant-time checks."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import hmac
+import inspect
 import json
 import shutil
-import subprocess
-from pathlib import Path
-import pytest
-from imgproxy import sign_url
-from imgproxy.signing import SIGNATURE_LENGTH, canonical, sign, verify
-import ast
-import inspect
 import statistics
+import subprocess
 import time
-from imgproxy import signing
-from imgproxy.signing import sign, verify
+from pathlib import Path
+
+import pytest
+
+from imgproxy import sign_url, signing
+from imgproxy.signing import SIGNATURE_LENGTH, canonical, sign, verify
 
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "signing.json").read_text())["vectors"]

@@ -1,4 +1,4 @@
-"""Hostile URLs against a running server (hypothesis): only 400, 403 or 404.
+"""URL parsing, and hostile URLs against a running server (hypothesis): only 400, 403 or 404.
 
 Requests go out on raw sockets so the request target reaches the server byte
 for byte (an HTTP client would normalise ``..`` and escapes away).
@@ -6,16 +6,17 @@ for byte (an HTTP client would normalise ``..`` and escapes away).
 
 from __future__ import annotations
 
-import pytest
-from imgproxy.errors import BadRequest, Forbidden
-from imgproxy.urls import MAX_ID_LENGTH, check_id, parse_path, signature_from_query, variant_url
 import socket
 from pathlib import Path
 from typing import Iterator
+
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+
 from conftest import KEY, Server, add_original, corpus, start_server
+from imgproxy.errors import BadRequest, Forbidden
 from imgproxy.signing import sign
-from imgproxy.urls import check_id, parse_path
+from imgproxy.urls import MAX_ID_LENGTH, check_id, parse_path, signature_from_query, variant_url
 
 
 def test_parse_path():
