@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import threading
 import time
@@ -68,12 +69,20 @@ def main() -> None:
                     errors += 1
 
     threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
+    cpu0 = _cpu()
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    json.dump(summary(latencies, time.perf_counter() - start, errors), sys.stdout)
+    result = summary(latencies, time.perf_counter() - start, errors)
+    result["cpu_s"] = round(_cpu() - cpu0, 3)
+    json.dump(result, sys.stdout)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ async def _fetch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hos
     return status, headers, size
 
 
-async def run(host: str, port: int, targets: list[str], concurrency: int, duration: float,
+async def run(host: str, ports: list[int], targets: list[str], concurrency: int, duration: float,
               timeout: float) -> dict[str, object]:
     todo = iter(targets)
     latencies: list[float] = []
@@ -56,7 +56,7 @@ async def run(host: str, port: int, targets: list[str], concurrency: int, durati
     start = time.perf_counter()
     deadline = start + duration
 
-    async def connection() -> None:
+    async def connection(port: int) -> None:
         nonlocal errors
         reader, writer = await asyncio.open_connection(host, port)
         try:
@@ -82,7 +82,8 @@ async def run(host: str, port: int, targets: list[str], concurrency: int, durati
         finally:
             writer.close()
 
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    # Connection i goes to port i mod n: several instances of one server share the load.
+    await asyncio.gather(*(connection(ports[i % len(ports)]) for i in range(concurrency)))
     result: dict[str, object] = dict(summary(latencies, time.perf_counter() - start, errors))
     result["tiers"] = dict(tiers)
     result["statuses"] = {str(k): v for k, v in statuses.items()}
@@ -92,7 +93,7 @@ async def run(host: str, port: int, targets: list[str], concurrency: int, durati
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.client")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", required=True, help="a port, or several: 8001,8002")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--targets", required=True, help="file: one path?query a line")
     parser.add_argument("--concurrency", type=int, required=True)
@@ -101,7 +102,8 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.targets) as f:
         targets = [line.strip() for line in f if line.strip()]
-    result = asyncio.run(run(args.host, args.port, targets, args.concurrency, args.duration,
+    ports = [int(p) for p in args.port.split(",")]
+    result = asyncio.run(run(args.host, ports, targets, args.concurrency, args.duration,
                              args.timeout))
     json.dump(result, sys.stdout)
 

@@ -29,10 +29,21 @@ class Server:
     name: str
     port: int
     pid: int
+    # Further instances of the same server (thumbor runs one process per port).
+    extra_ports: tuple[int, ...] = ()
+    extra_pids: tuple[int, ...] = ()
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, *self.extra_ports)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return (self.pid, *self.extra_pids)
 
 
 def free_port() -> int:
@@ -43,7 +54,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def ours(originals: Path, variants: Path, presets: Path, log: Path, workers: int,
-         memory_mb: int | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+         memory_mb: int | None = None, extra_env: dict[str, str] | None = None,
+         render_mode: str = "thread") -> Iterator[Server]:
     env = dict(os.environ)
     env.update({
         "IMGPROXY_ENV": "development",
@@ -52,6 +64,7 @@ def ours(originals: Path, variants: Path, presets: Path, log: Path, workers: int
         "IMGPROXY_VARIANTS": variants.resolve().as_uri(),
         "IMGPROXY_PRESETS": str(presets.resolve()),
         "IMGPROXY_LOG_LEVEL": "warning",
+        "IMGPROXY_RENDER_MODE": render_mode,
     })
     if memory_mb is not None:
         env["IMGPROXY_MEMORY_CACHE_MB"] = str(memory_mb)
@@ -82,6 +95,13 @@ MAX_AGE = 86400
 @contextlib.contextmanager
 def thumbor(originals: Path, workdir: Path, log: Path, processes: int,
             result_storage: bool) -> Iterator[Server]:
+    """``processes`` single-process thumbors, one port each, as thumbor is deployed.
+
+    ``thumbor --processes N`` forks N tornado loops on one socket, and tornado's
+    accept loop lets whichever process wakes first take every connection that
+    is waiting: with keep-alive clients one process did all the work while the
+    other idled. One port per process, connections spread over them, is fair.
+    """
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "thumbor.conf"
@@ -91,12 +111,19 @@ def thumbor(originals: Path, workdir: Path, log: Path, processes: int,
         else "thumbor.result_storages.no_storage",
         result_root=str((workdir / "results").resolve()),
     ))
-    port = free_port()
-    cmd = [str(THUMBOR_VENV / "bin" / "thumbor"), "-c", str(conf), "-i", "127.0.0.1", "-p", str(port),
-           "-l", "warning", "--processes", str(processes)]
     name = "thumbor-hits" if result_storage else "thumbor"
-    with _running(name, cmd, dict(os.environ), workdir, log, port, "/healthcheck") as server:
-        yield server
+    with contextlib.ExitStack() as stack:
+        instances = []
+        for i in range(processes):
+            port = free_port()
+            cmd = [str(THUMBOR_VENV / "bin" / "thumbor"), "-c", str(conf), "-i", "127.0.0.1",
+                   "-p", str(port), "-l", "warning", "--processes", "1"]
+            instances.append(stack.enter_context(_running(
+                name, cmd, dict(os.environ), workdir, log.with_suffix(f".{i}.log"), port,
+                "/healthcheck")))
+        first = instances[0]
+        yield Server(name, first.port, first.pid, tuple(s.port for s in instances[1:]),
+                     tuple(s.pid for s in instances[1:]))
 
 
 NGINX_CONF = """\

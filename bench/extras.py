@@ -1,0 +1,140 @@
+"""Memory under large misses, ``imgproxy warm`` throughput, and thread vs process renders.
+
+Warm-up and process isolation are measured only if the server offers them;
+otherwise the result says "not available" and the report prints that, never
+a made-up number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from . import servers
+from .context import PRESETS, Bench
+from .inputs import cold_ids
+from .memory import PeakSampler, tree_rss
+from .quiet import CpuWatch
+
+MAIN = servers.MAIN
+
+
+def memory(b: Bench) -> dict:
+    """Peak RSS of our whole process tree while ``memory_concurrency`` 22 MP misses run."""
+    p = b.profile
+    with servers.ours(b.inputs.root, b.work / "variants-mem", PRESETS, b.logs / "ours-mem.log",
+                      b.workers, render_mode=b.render_mode) as ours:
+        time.sleep(0.5)
+        idle, procs = tree_rss(ours.pid)
+        ids = cold_ids(b.inputs, "mem", p.memory_requests, large=True)
+        b.quiet()
+        with PeakSampler(ours.pid) as sampler, CpuWatch() as cpu:
+            r = b.client(ours.ports, [b.ours_path(i, "webp") for i in ids], p.memory_concurrency, 600)
+        after, _ = tree_rss(ours.pid)
+    out = {"idle_mb": _mb(idle), "peak_mb": _mb(sampler.peak), "after_mb": _mb(after),
+           "processes": procs, "samples": sampler.samples, "concurrency": p.memory_concurrency,
+           "requests": r["requests"], "errors": r["errors"], "rps": r["rps"],
+           "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "statuses": r["statuses"],
+           "foreign_cpu": cpu.foreign}
+    print(f"[mem]  idle {out['idle_mb']} MB, peak {out['peak_mb']} MB over {procs} processes",
+          file=sys.stderr, flush=True)
+    return out
+
+
+def breakdown(b: Bench) -> dict:
+    """Median ms per photo, one thread: our render vs without colour management (bench/breakdown.py)."""
+    files = [str(path) for path in b.inputs.photos]
+    b.quiet()
+    with CpuWatch() as cpu:
+        done = subprocess.run([sys.executable, "-m", "bench.breakdown",
+                               str(b.url_list([json.dumps(files)])), ",".join(b.profile.formats)],
+                              cwd=MAIN, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    out = json.loads(done.stdout)
+    out["foreign_cpu"] = cpu.foreign
+    print(f"[cost] {out}", file=sys.stderr, flush=True)
+    return out
+
+
+def _mb(n: int) -> float:
+    return round(n / 2**20, 1)
+
+
+def warm(b: Bench) -> dict:
+    """Originals per second through ``imgproxy warm`` for N originals x 3 presets."""
+    probe = subprocess.run([sys.executable, "-m", "imgproxy", "warm", "--help"], cwd=MAIN,
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        return {"available": False, "why": "`python -m imgproxy warm --help` failed"}
+    p = b.profile
+    ids = cold_ids(b.inputs, "warm", p.warm_originals)
+    with servers.ours(b.inputs.root, b.work / "variants-warm", PRESETS, b.logs / "ours-warm.log",
+                      b.workers, render_mode=b.render_mode) as ours:
+        cmd = [sys.executable, "-m", "imgproxy", "warm", "--base-url", ours.base, "--concurrency", "4"]
+        for preset in p.warm_presets:
+            cmd += ["--preset", preset]
+        env = dict(os.environ, IMGPROXY_KEYS=servers.BENCH_KEY, IMGPROXY_PRESETS=str(PRESETS))
+        b.quiet()
+        start = time.perf_counter()
+        with CpuWatch() as cpu:
+            done = subprocess.run(cmd + ids, cwd=MAIN, env=env, capture_output=True, text=True,
+                                  timeout=900)
+        elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        return {"available": True, "ok": False, "why": (done.stdout + done.stderr)[-1000:]}
+    out = {"available": True, "ok": True, "originals": len(ids), "presets": list(p.warm_presets),
+           "format": "webp", "concurrency": 4, "elapsed_s": round(elapsed, 2),
+           "originals_per_s": round(len(ids) / elapsed, 2),
+           "variants_per_s": round(len(ids) * len(p.warm_presets) / elapsed, 2),
+           "output": done.stdout.strip()[-400:], "foreign_cpu": cpu.foreign}
+    print(f"[warm] {out['originals_per_s']} originals/s", file=sys.stderr, flush=True)
+    return out
+
+
+def isolation(b: Bench) -> dict:
+    """WebP miss req/s with renders in threads vs in worker processes."""
+    p = b.profile
+    out: dict = {"available": True, "thread": {}, "process": {}, "max_processes": {}}
+    for mode in ("thread", "process"):
+        try:
+            with servers.ours(b.inputs.root, b.work / f"variants-iso-{mode}", PRESETS,
+                              b.logs / f"ours-iso-{mode}.log", b.workers,
+                              render_mode=mode) as ours:
+                for c in p.isolation_concurrencies:
+                    ids = cold_ids(b.inputs, f"iso/{mode}-c{c}", p.miss_cap + 4)
+                    b.client(ours.ports, [b.ours_path(i, "webp") for i in ids[:4]], 2, 60)  # warm-up
+                    b.quiet()
+                    with PeakSampler(ours.pid) as sampler, CpuWatch(ours.pids) as cpu:
+                        r = b.client(ours.ports, [b.ours_path(i, "webp") for i in ids[4:]], c,
+                                     p.miss_duration)
+                    r["foreign_cpu"] = cpu.foreign
+                    r["cpu_ms_per_req"] = round(1000 * cpu.target_s / max(1, r["requests"]), 1)
+                    if r["requests"] == 0:
+                        raise RuntimeError(f"no successful renders: {r['statuses']}")
+                    out[mode][str(c)] = r
+                    out["max_processes"][str(c) + mode] = sampler.max_procs
+                    print(f"[iso]  {mode:7} c={c} {r['rps']:6.1f} req/s, "
+                          f"{sampler.max_procs} processes", file=sys.stderr, flush=True)
+        except RuntimeError as exc:
+            if mode == "thread":
+                raise
+            return {"available": False, "why": f"IMGPROXY_RENDER_MODE=process: {_first(exc)}"}
+    procs = out["max_processes"]
+    if all(procs[f"{c}process"] <= procs[f"{c}thread"] for c in out["process"]):
+        # Accepted by the settings but not wired: comparing two thread runs would be noise.
+        return {"available": False, "measured": out,
+                "why": "IMGPROXY_RENDER_MODE=process is accepted, but the server started no "
+                       "render processes (it still renders in threads)"}
+    return out
+
+
+def _first(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    errors = [line for line in text if re.search(r"error", line, re.I)]
+    return (errors[-1] if errors else text[0])[:300]
+
