@@ -44,14 +44,6 @@ def run(b: Bench) -> dict:
             with urllib.request.urlopen(ours.base + path, timeout=30) as r:
                 out.write_bytes(r.read())
 
-    # The same app and memory tier under granian (IMGPROXY_SERVER=granian):
-    # how much of a hit is the HTTP server rather than imgproxy.
-    with servers.ours(b.inputs.root, variants, PRESETS, b.logs / "ours-hit-granian.log",
-                      b.workers, render_mode=b.render_mode,
-                      extra_env={"IMGPROXY_SERVER": "granian"}) as ours:
-        _fill_memory(b, ours, ours_paths)
-        results["ours-memory-granian"] = _sweep(b, ours, ours_paths)
-
     with servers.ours(b.inputs.root, variants, PRESETS, b.logs / "ours-hit-store.log", b.workers,
                       memory_mb=0, render_mode=b.render_mode) as ours:
         b.client(ours.ports, ours_paths, 4, 120)

@@ -11,7 +11,6 @@ from __future__ import annotations
 MISS_TARGETS = (("ours ÷ bare pyvips", "ours", "bare", {"jpg": 0.95, "webp": 0.95, "avif": 0.95}),
                 ("ours ÷ thumbor", "ours", "thumbor", {"jpg": 2.0, "webp": 2.0, "avif": None}))
 HIT_TARGETS = (("memory tier ÷ nginx", "ours-memory", "nginx", 0.5),
-               ("memory tier on granian ÷ nginx", "ours-memory-granian", "nginx", 0.5),
                ("store tier ÷ nginx", "ours-store", "nginx", 0.5),
                ("memory tier ÷ thumbor hits", "ours-memory", "thumbor-hits", 5.0),
                ("store tier ÷ thumbor hits", "ours-store", "thumbor-hits", 5.0))

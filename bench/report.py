@@ -13,7 +13,6 @@ from .ratios import peak
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 NAMES = {"bare": "bare pyvips", "ours": "ours", "thumbor": "thumbor", "ours-memory": "ours, memory tier",
-         "ours-memory-granian": "ours on granian, memory tier",
          "ours-store": "ours, store tier", "nginx": "nginx (static)", "thumbor-hits": "thumbor, result storage"}
 
 

@@ -37,47 +37,9 @@ def _load(args: argparse.Namespace) -> Settings:
     return load_settings(overrides=overrides)
 
 
-def _uvicorn(settings: Settings) -> None:
+def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-
-
-def _granian(settings: Settings) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-    from granian.log import LogLevels
-
-    Granian(
-        APP_FACTORY,
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        interface=Interfaces.ASGI,
-        loop=Loops.uvloop,
-        log_level=LogLevels(settings.log_level),
-        respawn_failed_workers=True,
-        workers_kill_timeout=10,
-    ).serve()
-
-
-#: ``server`` setting -> how to run the app; both load it from the environment.
-APP_FACTORY = "imgproxy.app:create_app_from_env"
-SERVERS = {"uvicorn": _uvicorn, "granian": _granian}
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
     from .keys import resolve_keys
     from .presets import load_presets
     from .stores import file_path
@@ -99,7 +61,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.update(env)
     # One metrics directory per server: every worker writes to it, /metrics sums it.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="imgproxy-metrics-"))
-    SERVERS[settings.server](settings)
+    uvicorn.run(
+        "imgproxy.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 

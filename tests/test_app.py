@@ -199,26 +199,3 @@ def test_corpus_samples_end_to_end(server, name):
     out = pyvips.Image.new_from_buffer(r.content, "")
     assert max(out.width, out.height) == 300
     assert "exif-data" not in out.get_fields()
-
-
-def test_granian_serves_the_same_app(server_factory, tmp_path):
-    originals = tmp_path / "originals"
-    add_original(originals, corpus("exif/mei__Nikon_D1X.jpg"), "p")
-    server = server_factory(originals=originals, workers=2, env={"IMGPROXY_SERVER": "granian"})
-    url = server.url("thumbnail", "p", "webp")
-
-    async def herd():
-        async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*(client.get(url) for _ in range(20)))
-
-    responses = asyncio.run(herd())
-    assert {r.status_code for r in responses} == {200} and len({r.content for r in responses}) == 1
-    assert responses[0].headers["server"] == "granian"
-    assert server.metric("imgproxy_renders_total") == 1
-    etag = responses[0].headers["etag"]
-    assert server.get(url, headers={"If-None-Match": etag}).status_code == 304
-    assert server.get(url[:-2] + "AA").status_code == 403
-    traversal = httpx.URL(server.base_url).copy_with(raw_path=b"/v/thumbnail/%2e%2e/p.webp?s=x")
-    assert httpx.get(traversal).status_code in (400, 403)
-    server.stop()
-    assert server.proc.returncode is not None
