@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import sys
 import urllib.request
-from pathlib import Path
 
 from . import servers, wrk
 from .context import PRESETS, Bench

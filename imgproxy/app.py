@@ -23,7 +23,7 @@ from starlette.routing import Route
 from .cache.memory import memory_tier
 from .clients import Clients
 from .config import Settings, load_settings
-from .errors import ImgproxyError
+from .errors import ImgproxyError, Unavailable
 from .keys import resolve_keys
 from .metrics import exposition
 from .presets import Preset, load_presets
@@ -143,8 +143,6 @@ class App:
 
 
 def _starting() -> ImgproxyError:
-    from .errors import Unavailable
-
     return Unavailable("server is starting", retry_after=1)
 
 
