@@ -83,8 +83,8 @@ class Renderer(Protocol):
 async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer:
     """The renderer ``render_mode`` names, started."""
     s = settings
-    configure(s.vips_concurrency)  # this process renders /healthz's probe in both modes
     if s.render_mode == "process":
+        configure(s.vips_concurrency)  # this process still renders /healthz's probe
         renderer = ProcessRenderer(s.concurrency, s.render_queue, s.render_timeout,
                                    s.worker_memory_mb, s.worker_cpu_seconds, s.vips_concurrency)
         await renderer.start()

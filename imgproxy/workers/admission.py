@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from ..errors import Unavailable
+from ..errors import GatewayTimeout, Unavailable
 from ..render import RenderJob, Rendered
 
 
@@ -32,8 +32,13 @@ class Admission:
         finally:
             self.pending -= 1
 
+    timeout: float
+
     async def run(self, job: RenderJob) -> Rendered:
         raise NotImplementedError
+
+    def too_slow(self) -> GatewayTimeout:
+        return GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout")
 
     async def render(self, job: RenderJob) -> Rendered:
         with self.admit():

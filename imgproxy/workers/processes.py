@@ -121,7 +121,7 @@ class ProcessRenderer(Admission):
                 worker = await self._checkout()
                 return await self._run(worker, job)
         except TimeoutError:
-            raise GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout") from None
+            raise self.too_slow() from None
 
     async def _checkout(self) -> _Worker:
         while True:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import anyio
 
-from ..errors import GatewayTimeout
 from ..render import RenderJob, Rendered, configure, render
 from .admission import Admission
 
@@ -31,7 +30,7 @@ class ThreadRenderer(Admission):
                     render, job, limiter=self._limiter, abandon_on_cancel=True
                 )
         except TimeoutError:
-            raise GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout") from None
+            raise self.too_slow() from None
 
     async def aclose(self) -> None:
         pass
