@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import AsyncContextManager, Protocol
+from typing import AsyncContextManager, AsyncIterable, Iterator, Protocol
 from urllib.parse import urlsplit
 
+import anyio
+
+from ..errors import GatewayTimeout, TooLarge
 from ..presets import CONTENT_TYPES
 from ..render import Source
 
@@ -96,3 +100,26 @@ def file_path(url: str) -> str:
 
 def content_type_of(key: str) -> str:
     return CONTENT_TYPES.get(key.rpartition(".")[2], "application/octet-stream")
+
+
+@contextmanager
+def download_deadline(seconds: float) -> Iterator[None]:
+    """Fetching one original (every request it takes) within ``download_timeout``."""
+    try:
+        with anyio.fail_after(seconds):
+            yield
+    except TimeoutError:
+        raise GatewayTimeout(f"downloading the original took over {seconds:g}s",
+                             limit="download_timeout") from None
+
+
+async def read_capped(chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """A streamed original, refused (413) as soon as it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"original is over the limit of {limit} bytes", limit="max_source_bytes")
+        parts.append(chunk)
+    return b"".join(parts)

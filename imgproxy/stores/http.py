@@ -28,12 +28,11 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
-import anyio
 import httpx
 
 from ..errors import BadGateway, GatewayTimeout, NotFound, TooLarge
 from ..render import Source
-from . import Original
+from . import Original, download_deadline, read_capped
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -86,18 +85,14 @@ class HttpOriginals:
                 yield f"{prefix}{id}.{ext}"
 
     async def fetch(self, id: str) -> Original:
-        try:
-            with anyio.fail_after(self.timeout):
-                for url in self.candidates(id):
-                    try:
-                        original = await self._get(url)
-                    except NotFound:
-                        continue
-                    self._remember(id, url)
-                    return original
-        except TimeoutError:
-            raise GatewayTimeout(f"downloading the original took over {self.timeout:g}s",
-                                 limit="download_timeout") from None
+        with download_deadline(self.timeout):
+            for url in self.candidates(id):
+                try:
+                    original = await self._get(url)
+                except NotFound:
+                    continue
+                self._remember(id, url)
+                return original
         raise NotFound("no such original")
 
     async def _get(self, url: str) -> Original:
@@ -124,16 +119,10 @@ class HttpOriginals:
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise TooLarge(f"original is {declared} bytes; the limit is {self.max_bytes}",
                            limit="max_source_bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():  # decoded: the cap covers compression bombs
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise TooLarge(f"original is over {self.max_bytes} bytes; the limit is {self.max_bytes}",
-                               limit="max_source_bytes")
-            chunks.append(chunk)
-        validator = response.headers.get("etag") or response.headers.get("last-modified") or str(size)
-        return Original(url, f"{url}:{validator}", Source(data=b"".join(chunks)))
+        # Decoded bytes: the cap also covers a compression bomb.
+        data = await read_capped(response.aiter_bytes(), self.max_bytes)
+        validator = response.headers.get("etag") or response.headers.get("last-modified") or str(len(data))
+        return Original(url, f"{url}:{validator}", Source(data=data))
 
     def _remember(self, id: str, url: str) -> None:
         self._urls[id] = url

@@ -13,12 +13,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator
 from urllib.parse import urlsplit
 
-import anyio
 from botocore.exceptions import ClientError
 
-from ..errors import GatewayTimeout, NotFound, TooLarge
+from ..errors import NotFound, TooLarge
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of
+from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of, download_deadline, read_capped
 from .s3errors import lost_race, mapped
 from .s3lease import S3Lease
 
@@ -36,19 +35,6 @@ def parse_url(url: str) -> tuple[str, str]:
     return parts.netloc, f"{prefix}/" if prefix else ""
 
 
-async def read_capped(body: Any, limit: int) -> bytes:
-    """Read a streaming body, refusing (413) past ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async with body:  # releases the connection, read or not
-        while chunk := await body.read(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"original is over the limit of {limit} bytes", limit="max_source_bytes")
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 class S3Originals:
     def __init__(self, client: Any, url: str, max_bytes: int, timeout: float) -> None:
         self.client = client
@@ -62,12 +48,8 @@ class S3Originals:
         return cls(await clients.s3(), url, settings.max_source_bytes, settings.download_timeout)
 
     async def fetch(self, id: str) -> Original:
-        try:
-            with anyio.fail_after(self.timeout):
-                return await self._fetch(id)
-        except TimeoutError:
-            raise GatewayTimeout(f"downloading the original took over {self.timeout:g}s",
-                                 limit="download_timeout") from None
+        with download_deadline(self.timeout):
+            return await self._fetch(id)
 
     async def _fetch(self, id: str) -> Original:
         key = self._keys.get(id)
@@ -105,7 +87,8 @@ class S3Originals:
                     pass
                 raise TooLarge(f"original is {obj['ContentLength']} bytes; the limit is {self.max_bytes}",
                                limit="max_source_bytes")
-            data = await read_capped(obj["Body"], self.max_bytes)
+            async with obj["Body"]:  # releases the connection, read or not
+                data = await read_capped(obj["Body"].iter_chunks(_CHUNK), self.max_bytes)
         return Original(key, f"s3://{self.bucket}/{key}:{obj.get('ETag', '')}", Source(data=data))
 
     async def aclose(self) -> None:
