@@ -99,3 +99,17 @@ async def test_holder_that_finds_the_variant_does_not_render(s3: Any, bucket: st
     async with lease.hold(KEY, store.get, store.exists) as stored:
         assert stored is not None and stored.body == b"variant"
     assert await store.lease_state() is None
+
+
+async def test_a_waiter_gives_up_on_a_holder_that_never_finishes(s3: Any, bucket: str) -> None:
+    from imgproxy.errors import Unavailable
+
+    store = Bucket(s3, bucket)
+    stuck = S3Lease(s3, bucket, ".leases/", 3600)  # alive (its lease says an hour), never stores
+    assert await stuck._take(KEY, None) is not None
+    (waiter,) = leases(s3, bucket, 0.3, 1)
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as info:
+        await store.render(waiter)
+    assert info.value.retry_after and 0.8 <= time.monotonic() - started < 5
+    assert store.renders == 0

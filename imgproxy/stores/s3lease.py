@@ -49,7 +49,7 @@ from .s3errors import lost_race, mapped
 log = logging.getLogger("imgproxy.stores")
 
 FIRST_POLL, MAX_POLL = 0.05, 1.0
-#: Waiting longer than this many lease periods means something keeps failing.
+#: Waiting this many lease periods without a new holder means something keeps failing.
 MAX_WAIT_LEASES = 3
 _RESOLUTION = 1.0  # Last-Modified and Date have whole seconds
 
@@ -99,9 +99,14 @@ class S3Lease:
             return None, etag
         delay = FIRST_POLL
         give_up = time.monotonic() + MAX_WAIT_LEASES * self.seconds
+        seen: str | None = None
         LEASES.labels("waited").inc()
         while time.monotonic() < give_up:
             state = await self._read(key)
+            if state is not None and state.etag != seen:
+                # A new holder is progress: wait up to as long for it as for the first.
+                seen = state.etag
+                give_up = max(give_up, time.monotonic() + MAX_WAIT_LEASES * self.seconds)
             if state is None or not state.held or state.remaining <= 0:
                 etag = await self._take(key, state)
                 if etag is not None:
