@@ -15,6 +15,8 @@ from typing import Any, Awaitable, Callable
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PHOTO = open(os.environ["ORIGIN_PHOTO"], "rb").read() if "ORIGIN_PHOTO" in os.environ else b""
+#: A JPEG marker and then noise: every decoder refuses it at the header.
+JUNK = b"\xff\xd8\xff\xe0" + bytes(range(256)) * (4 * 4096 - 1)
 seen: list[str] = []
 
 
@@ -46,6 +48,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
         for i in range(30):
             await send({"type": "http.response.body", "body": PHOTO[i:i + 1], "more_body": True})
             await asyncio.sleep(1)
+    elif path.startswith("/img/junk-"):  # /img/junk-<n>.jpg: a distinct undecodable original each
+        await respond(send, 200, JUNK, jpeg + [(b"etag", f'"{path}"'.encode())])
     elif path == "/img/broken":
         await respond(send, 500, b"oops")
     elif path == "/img/liar":  # announces far more than it sends, then hangs up

@@ -138,3 +138,30 @@ def test_a_replaced_broken_upload_is_served(server: Server) -> None:
     target.write_bytes(corpus("large/mei__Issue_266.jpg").read_bytes())
     os.utime(target, ns=(1, 1))  # a different mtime even on a coarse clock
     assert httpx.get(url, timeout=60).status_code == 200
+
+
+def test_the_memo_keeps_nothing_of_the_failed_render() -> None:
+    """A remembered failure must not keep the render's frames (and the original's bytes) alive."""
+    import gc
+    import weakref
+
+    class Original:
+        pass
+
+    memo = FailedOriginals()
+
+    def render(original: Original) -> None:
+        raise Undecodable("broken", reason="bad huffman table")
+
+    original = Original()
+    alive = weakref.ref(original)
+    try:
+        render(original)
+    except Undecodable as exc:
+        memo.remember("x:1:1", "k", exc)
+    del original
+    gc.collect()
+    assert alive() is None
+    with pytest.raises(Undecodable) as info:
+        memo.check("x:1:1", "k")
+    assert info.value.detail == "broken" and info.value.extra == {"reason": "bad huffman table"}

@@ -214,3 +214,25 @@ def test_guarded_client_never_connects_to_a_blocked_listener(tmp_path: Path) -> 
         asyncio.run(fetch())
         with pytest.raises(TimeoutError):
             listener.accept()
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_failed_originals_do_not_stay_in_memory(server: Server) -> None:
+    """40 distinct 4 MiB originals that fail to decode: the server keeps what failed, not the bytes."""
+    def fetch_all(start: int) -> None:
+        for n in range(start, start + 40):
+            r = httpx.get(server.url("thumbnail", f"junk-{n}"), timeout=30)
+            assert r.status_code == 422, r.text
+
+    fetch_all(0)  # warm up: allocator arenas, worker sockets
+    before = _rss(server.proc.pid)
+    fetch_all(1000)
+    grown = _rss(server.proc.pid) - before
+    print(f"server RSS grew {grown / 2**20:.1f} MiB over 40 failed 4 MiB originals")
+    assert grown < 40 * 2**20

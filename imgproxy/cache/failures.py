@@ -19,6 +19,10 @@ A bounded LRU: endless broken uploads evict old entries, they do not grow memory
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
 from cachetools import LRUCache
 
 from ..errors import ImgproxyError, TooLarge, Undecodable, Unsupported
@@ -26,27 +30,36 @@ from ..errors import ImgproxyError, TooLarge, Undecodable, Unsupported
 _REMEMBERED = (TooLarge, Unsupported, Undecodable)
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """What is remembered of a failure: never the exception itself, whose
+    traceback holds the render's frames and, through them, the original's bytes."""
+
+    kind: type[ImgproxyError]
+    detail: str
+    extra: Mapping[str, object]
+
+    def error(self) -> ImgproxyError:
+        return self.kind(self.detail, **self.extra)  # a fresh exception per request
+
+
 class FailedOriginals:
     def __init__(self, size: int = 10_000) -> None:
-        self._lru: LRUCache[tuple[str, str], ImgproxyError] = LRUCache(maxsize=size)
+        self._lru: LRUCache[tuple[str, str], _Failure] = LRUCache(maxsize=size)
 
     def check(self, identity: str, variant_key: str) -> None:
         """Raise the remembered failure of this original (or this variant of it)."""
-        error = self._lru.get((identity, "")) or self._lru.get((identity, variant_key))
-        if error is not None:
-            raise _copy(error)
+        failure = self._lru.get((identity, "")) or self._lru.get((identity, variant_key))
+        if failure is not None:
+            raise failure.error()
 
     def remember(self, identity: str, variant_key: str, error: ImgproxyError) -> None:
         if not isinstance(error, _REMEMBERED):
             return
         whole = isinstance(error, Unsupported) or "signal" in error.extra
         scope = "" if whole else variant_key
-        self._lru[(identity, scope)] = error
+        extra = {k: v for k, v in error.extra.items() if isinstance(v, (str, int, float))}
+        self._lru[(identity, scope)] = _Failure(type(error), error.detail, MappingProxyType(extra))
 
     def __len__(self) -> int:
         return len(self._lru)
-
-
-def _copy(error: ImgproxyError) -> ImgproxyError:
-    """A fresh exception per request: raising one instance twice chains tracebacks."""
-    return type(error)(error.detail, **error.extra)
