@@ -199,3 +199,17 @@ def test_corpus_samples_end_to_end(server, name):
     out = pyvips.Image.new_from_buffer(r.content, "")
     assert max(out.width, out.height) == 300
     assert "exif-data" not in out.get_fields()
+
+
+def test_malformed_metadata_never_gets_a_500(server):
+    import malformed
+
+    (server.originals / "meta").mkdir()
+    (server.originals / "meta/png-key.png").write_bytes(malformed.png(text_key=b"k\xe9y", text=b"\xff"))
+    exif = malformed.tiff_exif([(0x010F, 2, b"Can\xffon\x00"), (0x0110, 2, b"\xc3(\x00")])
+    (server.originals / "meta/jpeg-exif.jpg").write_bytes(malformed.jpeg(exif, b"<x \xff", b"\x00" * 9, b"\xfe"))
+    (server.originals / "meta/webp-xmp.webp").write_bytes(malformed.webp(b"\xff" * 30, b"<bad", b"junk"))
+    for id in ("meta/png-key", "meta/jpeg-exif", "meta/webp-xmp"):
+        for fmt in ("webp", "jpg"):
+            r = server.get(server.url("thumbnail", id, fmt))
+            assert r.status_code == 200, (id, fmt, r.text)

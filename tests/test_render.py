@@ -281,3 +281,55 @@ def test_iphone_heic_decodes():
 def test_svg_is_rasterised():
     body = run(corpus("svg/libvips__logo.svg"), "thumbnail", "png").body
     assert body.startswith(b"\x89PNG")
+
+
+# --- metadata never breaks a render ------------------------------------------
+
+import malformed  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from imgproxy.errors import ImgproxyError  # noqa: E402
+
+KEEP = Preset("keep", 64, 64, strip=False)
+_junk = st.binary(max_size=300)
+_exif_strings = st.lists(
+    st.tuples(st.sampled_from([0x010F, 0x0110, 0x0131, 0x010E, 0x013B, 0x8298]), st.binary(max_size=40)),
+    max_size=4,
+).map(lambda items: malformed.tiff_exif([(tag, 2, value + b"\x00") for tag, value in items]))
+_exif = st.one_of(_junk, _exif_strings)
+
+
+def _render_all(body: bytes) -> None:
+    for preset in (PRESETS["thumbnail"], KEEP):
+        for fmt in ("jpg", "webp", "png"):
+            try:
+                out = run(body, preset, fmt)
+            except ImgproxyError as exc:
+                assert 400 <= exc.status < 500, exc
+                continue
+            assert decode(out.body).width > 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.binary(min_size=1, max_size=79).filter(lambda k: b"\x00" not in k), text=_junk,
+       itxt=_junk, exif=_exif, icc=_junk)
+def test_png_metadata_of_any_bytes_never_breaks_a_render(key, text, itxt, exif, icc):
+    _render_all(malformed.png(key, text, itxt, exif, icc))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(exif=_exif, xmp=_junk, icc=_junk, comment=_junk)
+def test_jpeg_metadata_of_any_bytes_never_breaks_a_render(exif, xmp, icc, comment):
+    _render_all(malformed.jpeg(exif, xmp, icc, comment))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(exif=_exif, xmp=_junk, icc=_junk)
+def test_webp_metadata_of_any_bytes_never_breaks_a_render(exif, xmp, icc):
+    _render_all(malformed.webp(exif, xmp, icc))
+
+
+def test_a_png_text_key_that_is_not_utf8_renders():
+    body = malformed.png(text_key=b"k\xe9y", text=b"caf\xe9")
+    for preset in (PRESETS["web"], KEEP):
+        assert decode(run(body, preset, "webp").body).width == 16

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pyvips
 
-from ..errors import ImgproxyError
+from ..errors import Undecodable
 from ..presets import Preset
 from .encode import encode
 from .plan import Limits, Plan, make_plan
@@ -58,15 +58,17 @@ def configure(concurrency: int = 1) -> None:
 
 
 def render(job: RenderJob) -> Rendered:
-    header, source = probe(job.source, job.limits)
-    plan = make_plan(header, job.preset, job.fmt, job.limits)
     try:
+        header, source = probe(job.source, job.limits)
+        plan = make_plan(header, job.preset, job.fmt, job.limits)
         image = load(source, header, plan)
         for step in PIPELINE:
             image = step(image, plan)
         body = encode(image, plan)
     except pyvips.Error as exc:
         raise map_vips_error(exc) from None
-    except ImgproxyError:
-        raise
+    except UnicodeError:
+        # A metadata string pyvips decoded as UTF-8 (metadata.py reads the
+        # ones we need safely; this catches any other path to the same bug).
+        raise Undecodable("the original's metadata is malformed") from None
     return Rendered(body=body, width=image.width, height=image.height)

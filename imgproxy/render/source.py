@@ -14,6 +14,7 @@ import pyvips
 
 from ..errors import ImgproxyError, TooLarge, Undecodable, Unsupported
 from .icc import needs_transform
+from .metadata import has
 from .plan import Header, Limits
 
 #: Loaders given the bytes, never a path: an SVG loaded from a file may pull
@@ -63,15 +64,14 @@ def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
         raise map_vips_error(exc) from None
     if loader in _BUFFER_ONLY and source.data is None:
         source = Source(data=source.read())
-    fields = image.get_fields()
-    frames = image.get("n-pages") if "n-pages" in fields else 1
+    frames = image.get("n-pages") if has(image, "n-pages") else 1
     height = image.height
-    if "page-height" in fields and frames > 1:
+    if has(image, "page-height") and frames > 1:
         height = image.get("page-height")
-    profile = image.get("icc-profile-data") if "icc-profile-data" in fields else None
+    profile = image.get("icc-profile-data") if has(image, "icc-profile-data") else None
     header = Header(loader=loader, width=image.width, height=height, frames=max(1, frames),
                     icc=needs_transform(profile))
-    if "heif-compression" in fields and image.get("heif-compression") == "hevc":
+    if has(image, "heif-compression") and image.get("heif-compression") == "hevc":
         header = replace(header, loader="heif-hevc")
     if header.width * header.height > limits.max_source_pixels:
         raise TooLarge(

@@ -10,6 +10,7 @@ from typing import Callable
 
 import pyvips
 
+from .metadata import field_names
 from .plan import Header, Plan
 from .source import Source, decode_hevc
 
@@ -67,7 +68,7 @@ def strip_gps(image: pyvips.Image, plan: Plan) -> pyvips.Image:
     """Presets that keep metadata still never leak location (EXIF IFD3 = GPS)."""
     if plan.strip:
         return image  # the encoder drops all metadata
-    gps = [name for name in image.get_fields() if name.startswith("exif-ifd3-")]
+    gps = [name for name in field_names(image) if name.startswith("exif-ifd3-")]
     if not gps:
         return image
     image = image.copy()
