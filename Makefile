@@ -1,10 +1,11 @@
-# make run   - start imgproxy on http://127.0.0.1:8080 with the embedded default
-# make test  - install test dependencies and run the whole suite
-# make bench - run the benchmarks (about 20 minutes), writes docs/BENCHMARKS.md
+# make run   - start imgproxy on the embedded default (README: "make run")
+# make test  - lint, type-check and run the whole suite
+# make bench - run the benchmarks, writes docs/BENCHMARKS.md (README: "Benchmarks")
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+STAMP_RUN := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run test bench clean
@@ -13,14 +14,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# What running needs; the test extras come on top for test and bench.
+$(STAMP_RUN): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $(STAMP_RUN)
+
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP_RUN) $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/imgproxy serve --host 127.0.0.1 --port 8080
+# Host and port come from the settings (IMGPROXY_HOST, IMGPROXY_PORT, config/imgproxy.toml);
+# `make run PORT=9000` overrides the port.
+run: $(STAMP_RUN)
+	$(BIN)/imgproxy serve $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
+	$(BIN)/ruff check imgproxy tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra
 
 bench: $(STAMP)

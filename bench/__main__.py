@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from imgproxy.config import Settings
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace, profile: Profile, work: Path, docs: Path, lat
     b = Bench(profile, inputs, work, work / "logs", args.workers, thumbor_ok, apt["nginx"], apt["wrk"],
               render_mode=args.render_mode or Settings.render_mode)
     results: dict = {
-        "started": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "started": datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "profile": dataclasses.asdict(profile),
         "machine": tools.machine(),
         "workers": args.workers,
@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace, profile: Profile, work: Path, docs: Path, lat
     for name in args.cases.split(","):
         try:
             results[name] = CASES[name](b)
-        except Exception as exc:  # noqa: BLE001 - one broken case must not lose the others
+        except Exception as exc:
             failed = True
             traceback.print_exc()
             b.notes.append(f"case {name} failed: {type(exc).__name__}: {str(exc).strip()[:300]}")

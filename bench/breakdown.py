@@ -15,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import pyvips
 
@@ -43,7 +44,7 @@ def _decode_resize(path: str, preset, fmt: str) -> bytes:
 
 
 def main() -> None:
-    files = json.loads(open(sys.argv[1]).read())
+    files = json.loads(Path(sys.argv[1]).read_text())
     formats = sys.argv[2].split(",")
     preset = load_presets(PRESETS)[PRESET]
     configure()

@@ -67,7 +67,7 @@ async def run(host: str, ports: list[int], targets: list[str], concurrency: int,
                 try:
                     status, headers, size = await asyncio.wait_for(
                         _fetch(reader, writer, f"{host}:{port}", target), timeout)
-                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
                     errors += 1
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, port)

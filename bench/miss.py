@@ -18,7 +18,6 @@ from .inputs import cold_ids
 from .quiet import NOISY, CpuWatch
 
 
-
 def run(b: Bench) -> dict:
     """``{fmt: {target: {concurrency: summary}}}``."""
     p = b.profile

@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+import matplotlib.pyplot as plt
 
 COLOURS = {"bare": "#999999", "ours": "#1f77b4", "thumbor": "#d62728", "ours-memory": "#1f77b4",
            "ours-store": "#6baed6", "nginx": "#2ca02c", "thumbor-hits": "#d62728"}

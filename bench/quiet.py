@@ -60,7 +60,7 @@ class CpuWatch:
         self.foreign = 0.0
         self.target_s = 0.0
 
-    def __enter__(self) -> "CpuWatch":
+    def __enter__(self) -> CpuWatch:
         self._t = time.monotonic()
         self._sys = _system_busy()
         self._ours = tree_jiffies(os.getpid())

@@ -100,7 +100,8 @@ def _method(results: dict) -> list[str]:
         f".venv/bin/python -m imgproxy serve --host 127.0.0.1 --port PORT --workers {w}",
         "    # IMGPROXY_ENV=development IMGPROXY_ORIGINALS=file://WORK IMGPROXY_VARIANTS=file://WORK/variants-*",
         "    # IMGPROXY_PRESETS=bench/presets.toml IMGPROXY_LOG_LEVEL=warning; store tier: IMGPROXY_MEMORY_CACHE_MB=0",
-        f"bench/.venv-thumbor/bin/thumbor -c WORK/thumbor.conf -i 127.0.0.1 -p PORT_i --processes 1   # x{w}, one port each",
+        "bench/.venv-thumbor/bin/thumbor -c WORK/thumbor.conf -i 127.0.0.1 -p PORT_i --processes 1"
+        f"   # x{w}, one port each",
         "    # file_loader, no_storage, result storage off (miss) or file_storage (hit), AVIF_SPEED=7",
         "nginx -c WORK/nginx.conf -p WORK    # generated: daemon off, "
         f"worker_processes {w}, sendfile, access_log off",

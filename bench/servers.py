@@ -15,9 +15,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 MAIN = Path(__file__).resolve().parents[1]
 THUMBOR_VENV = MAIN / "bench" / ".venv-thumbor"

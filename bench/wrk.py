@@ -43,7 +43,7 @@ def run(ports: tuple[int, ...], paths_file: Path, concurrency: int,
 
 
 def _parse(out: str) -> dict:
-    line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary:\n{out}")
     return json.loads(line.removeprefix("WRKJSON "))

@@ -11,13 +11,14 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Sequence
 
 from . import __version__
 from .config import ConfigError, Settings, load_settings, to_environ
 from .errors import ImgproxyError
+from .formats import FORMATS
 
 log = logging.getLogger("imgproxy")
 
@@ -131,14 +132,14 @@ def parser() -> argparse.ArgumentParser:
     sign = sub.add_parser("sign", help="print a signed variant URL")
     sign.add_argument("preset")
     sign.add_argument("id", help="original id, without extension: gallery/42/photo")
-    sign.add_argument("--format", default="webp", choices=("webp", "avif", "jpg", "png"))
+    sign.add_argument("--format", default="webp", choices=FORMATS)
     sign.add_argument("--base-url", default="", help="e.g. https://img.example.com")
     sign.set_defaults(func=cmd_sign)
 
     warm = sub.add_parser("warm", help="pre-render variants through a running server")
     warm.add_argument("ids", nargs="*", help="original ids; '-' or none reads them from stdin")
     warm.add_argument("--preset", action="append", required=True, help="repeat for several")
-    warm.add_argument("--format", action="append", choices=("webp", "avif", "jpg", "png"))
+    warm.add_argument("--format", action="append", choices=FORMATS)
     warm.add_argument("--base-url", default="http://127.0.0.1:8080")
     warm.add_argument("--concurrency", type=int, default=4)
     warm.set_defaults(func=cmd_warm)

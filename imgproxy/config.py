@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "IMGPROXY_"
@@ -133,7 +134,7 @@ def _read_dev_key(path: str) -> str | None:
 
 def _parse(f: dataclasses.Field[Any], raw: Any) -> Any:
     name = f"{ENV_PREFIX}{f.name.upper()}"
-    kind = type(f.default)
+    kind: type = type(f.default)
     try:
         if kind is tuple:
             items = raw.split(",") if isinstance(raw, str) else list(raw)

@@ -7,6 +7,7 @@ where they enter our code, so handlers only ever see ``ImgproxyError``::
     ├── BadRequest           400  malformed URL, extra query parameters
     ├── Forbidden            403  missing or bad signature
     ├── NotFound             404  unknown preset, missing original
+    ├── MethodNotAllowed     405  not GET or HEAD
     ├── TooLarge             413  source over a byte/pixel/frame limit
     ├── Unsupported          415  source format we cannot read
     ├── Undecodable          422  original cannot be decoded
@@ -17,6 +18,8 @@ where they enter our code, so handlers only ever see ``ImgproxyError``::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class ImgproxyError(Exception):
     status = 500
@@ -25,12 +28,19 @@ class ImgproxyError(Exception):
     max_age: int | None = None
     retry_after: int | None = None
 
-    def __init__(self, detail: str, *, retry_after: int | None = None, **extra: object) -> None:
+    def __init__(self, detail: str, *, retry_after: int | None = None, **extra: str | int | float) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
         if retry_after is not None:
             self.retry_after = retry_after
+
+    @classmethod
+    def rebuilt(cls, detail: str, extra: Mapping[str, str | int | float]) -> ImgproxyError:
+        """A fresh error from its parts (raising one instance twice chains tracebacks)."""
+        error = cls(detail)
+        error.extra = dict(extra)
+        return error
 
     def body(self) -> dict[str, object]:
         return {"error": self.error, "detail": self.detail, **self.extra}
@@ -46,6 +56,10 @@ class Forbidden(ImgproxyError):
 
 class NotFound(ImgproxyError):
     status, error, max_age = 404, "not_found", 60
+
+
+class MethodNotAllowed(ImgproxyError):
+    status, error, max_age = 405, "method_not_allowed", None
 
 
 class TooLarge(ImgproxyError):

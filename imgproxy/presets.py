@@ -1,7 +1,17 @@
 """Named presets: what a variant looks like, validated once at start-up.
 
-A preset's *hash* goes into every variant key, so editing a preset can never
-serve renders made from its old definition.
+A preset's *digest* goes into every variant key, so editing a preset can never
+serve renders made from its old definition. It hashes only what shapes the
+output, and is stable as the preset format grows:
+
+- the first fields (``width``, ``height``, ``fit``, ``enlarge``, ``strip``)
+  and the quality of the first four formats (``webp``, ``avif``, ``jpg``,
+  ``png``, defaults filled in) are always hashed, as they were from the start;
+- every later field, and the quality of a later format, is hashed only when
+  it differs from its default.
+
+So adding a field with a default, or a new output format, changes no digest
+and re-renders nothing; ``tests/test_presets.py`` pins digests to prove it.
 """
 
 from __future__ import annotations
@@ -10,20 +20,21 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any
 
-FORMATS = ("webp", "avif", "jpg", "png")
-CONTENT_TYPES = MappingProxyType(
-    {"webp": "image/webp", "avif": "image/avif", "jpg": "image/jpeg", "png": "image/png"}
-)
-#: Quality used for a format the preset does not mention. AVIF's scale is
-#: harsher than JPEG's: q55 AVIF looks about like q82 JPEG at half the bytes.
-DEFAULT_QUALITY = MappingProxyType({"webp": 80, "avif": 55, "jpg": 82, "png": 100})
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+from .formats import FORMATS, OUTPUTS
+
+#: Quality used for a format the preset does not mention.
+DEFAULT_QUALITY = MappingProxyType({f.ext: f.quality for f in OUTPUTS.values()})
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MAX_SIDE = 16384
+#: Hashed whatever their value: the definition of a digest before any field was added.
+_ALWAYS_HASHED = ("width", "height", "fit", "enlarge", "strip")
+_FIRST_FORMATS = ("webp", "avif", "jpg", "png")
 
 
 class PresetError(ValueError):
@@ -42,7 +53,7 @@ class Preset:
     quality: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _NAME.fullmatch(self.name):
+        if not NAME.fullmatch(self.name):
             raise PresetError(f"preset name {self.name!r}: use a-z, 0-9, '-', '_'")
         for side in ("width", "height"):
             value = getattr(self, side)
@@ -67,8 +78,18 @@ class Preset:
 
 
 def _digest(preset: Preset) -> str:
-    definition = {k: v for k, v in asdict(preset).items() if k not in ("name", "digest")}
-    definition["quality"] = dict(sorted(preset.quality.items()))
+    definition: dict[str, Any] = {}
+    for f in fields(preset):
+        if f.name in ("name", "digest", "quality"):
+            continue
+        value = getattr(preset, f.name)
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if f.name in _ALWAYS_HASHED or value != default:
+            definition[f.name] = value
+    definition["quality"] = {
+        fmt: q for fmt, q in sorted(preset.quality.items())
+        if fmt in _FIRST_FORMATS or q != DEFAULT_QUALITY[fmt]
+    }
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

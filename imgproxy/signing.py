@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Sequence
+from collections.abc import Sequence
 
 SIGNATURE_LENGTH = 43  # 32 bytes of SHA-256 in unpadded base64url
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from .errors import BadRequest, Forbidden
-from .presets import CONTENT_TYPES, FORMATS
+from .formats import FORMATS, OUTPUTS
+from .presets import NAME as _PRESET
 from .signing import canonical, sign
 
 PREFIX = "/v/"
 MAX_ID_LENGTH = 512
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
-_PRESET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class VariantRequest:
 
     @property
     def content_type(self) -> str:
-        return CONTENT_TYPES[self.fmt]
+        return OUTPUTS[self.fmt].mime
 
 
 def check_id(id: str) -> str:
@@ -51,9 +51,15 @@ def parse_path(path: str) -> VariantRequest:
     if not sep or not _PRESET.fullmatch(preset):
         raise BadRequest("expected /v/<preset>/<id>.<format>")
     id, dot, fmt = rest.rpartition(".")
-    if not dot or fmt not in FORMATS:
+    if not dot:
+        raise BadRequest("expected /v/<preset>/<id>.<format>")
+    return VariantRequest(preset, check_id(id), check_format(fmt))
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in OUTPUTS:
         raise BadRequest(f"format must be one of {', '.join(FORMATS)}")
-    return VariantRequest(preset, check_id(id), fmt)
+    return fmt
 
 
 def signature_from_query(query: bytes) -> str:
@@ -72,8 +78,6 @@ def signature_from_query(query: bytes) -> str:
 
 
 def variant_url(key: str, preset: str, id: str, fmt: str, base_url: str = "") -> str:
-    request = VariantRequest(preset, check_id(id), fmt)
-    if fmt not in FORMATS:
-        raise BadRequest(f"format must be one of {', '.join(FORMATS)}")
+    request = VariantRequest(preset, check_id(id), check_format(fmt))
     path = f"{PREFIX}{quote(request.canonical, safe='/')}"
     return f"{base_url.rstrip('/')}{path}?s={sign(key, request.canonical)}"

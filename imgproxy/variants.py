@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import cast
 
 from .cache.failures import FailedOriginals
 from .cache.flight import SingleFlight
@@ -23,76 +24,83 @@ from .cache.memory import MemoryTier, NoMemoryTier
 from .errors import ImgproxyError
 from .metrics import RENDER_SECONDS, RENDERS, STORE_ERRORS
 from .presets import Preset
-from .render import Limits, RenderJob
-from .stores import OriginalStore, Variant, VariantStore
+from .render import Limits, Rendered, RenderJob
+from .stores import Blob, OriginalStore, VariantStore
 from .urls import VariantRequest
 from .workers import Renderer
 
 log = logging.getLogger("imgproxy")
 
+#: What ``get`` answers: the variant key, the variant, and the tier that served it.
+Served = tuple[str, Blob, str]
+
 
 def variant_key(request: VariantRequest, preset: Preset) -> str:
-    """Store key; the preset's hash retires renders of an edited preset."""
+    """Store key; the preset's digest retires renders of an edited preset."""
     return f"{preset.name}/{preset.digest}/{request.id}.{request.fmt}"
 
 
 @dataclass
-class Variants:
+class VariantService:
     originals: OriginalStore
     store: VariantStore
     memory: MemoryTier | NoMemoryTier
     renderer: Renderer
     limits: Limits
+    failed: FailedOriginals = field(default_factory=FailedOriginals)
 
     def __post_init__(self) -> None:
-        self._flight: SingleFlight[tuple[Variant, str]] = SingleFlight()
-        self.failed = FailedOriginals()
+        self._flight: SingleFlight[Served] = SingleFlight()
 
-    async def get(self, request: VariantRequest, preset: Preset) -> tuple[Variant, str]:
-        """The variant and the tier that served it: memory, store or render."""
+    async def get(self, request: VariantRequest, preset: Preset) -> Served:
         key = variant_key(request, preset)
-        variant = self.memory.get(key)
-        if variant is not None:
-            return variant, "memory"
-        variant = await self.store.get(key)
-        if variant is not None:
-            self.memory.put(key, variant)
-            return variant, "store"
+        blob = self.memory.get(key)
+        if blob is not None:
+            return key, blob, "memory"
+        blob = await self.store.get(key)
+        if blob is not None:
+            self.memory.put(key, blob)
+            return key, blob, "store"
         return await self._flight.run(key, lambda: self._produce(key, request, preset))
 
-    async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> tuple[Variant, str]:
+    async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> Served:
         # A render place first: a burst of misses is refused (503) before it
         # waits on leases or downloads originals.
         with self.renderer.admit():
             return await self._render(key, request, preset)
 
-    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> tuple[Variant, str]:
+    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> Served:
         async with self.store.lease(key) as stored:
             if stored is not None:  # another process rendered it while we waited
                 self.memory.put(key, stored)
-                return stored, "store"
+                return key, stored, "store"
             original = await self.originals.fetch(request.id)
             self.failed.check(original.identity, key)
             started = time.perf_counter()
             try:
-                rendered = await self.renderer.run(
+                rendered = cast(Rendered, await self.renderer.run(
                     RenderJob(original.source, preset, request.fmt, self.limits)
-                )
+                ))
             except ImgproxyError as exc:
                 self.failed.remember(original.identity, key, exc)
                 raise
             RENDER_SECONDS.labels(request.fmt).observe(time.perf_counter() - started)
             RENDERS.labels(preset.name, request.fmt).inc()
-            variant = Variant.make(rendered.body, request.content_type, time.time())
-            metadata = {"preset-digest": preset.digest, "source": original.identity}
-            try:
-                if not await self.store.put(key, variant, metadata):
-                    # Another holder stored it first (we outlived our lease):
-                    # serve theirs, so every client sees the same bytes.
-                    variant = await self.store.get(key) or variant
-            except (ImgproxyError, OSError) as exc:
-                # The render is good; serve it and let the next miss store it.
-                STORE_ERRORS.labels("put").inc()
-                log.error("variant store write failed for %s: %s", key, exc)
-            self.memory.put(key, variant)
-            return variant, "render"
+            blob = await self._put(key, Blob.of(rendered.body, time.time()),
+                                   {"preset-digest": preset.digest, "source": original.identity})
+            return key, blob, "render"
+
+    async def _put(self, key: str, blob: Blob, metadata: dict[str, str]) -> Blob:
+        """Store a render; the blob every client gets from now on."""
+        try:
+            if not await self.store.put(key, blob, metadata):
+                # Another holder stored it first (we outlived our lease):
+                # serve theirs, so every client sees the same bytes.
+                blob = await self.store.get(key) or blob
+        except (ImgproxyError, OSError) as exc:
+            # The render is good; serve it and let the next miss store it.
+            STORE_ERRORS.labels("put").inc()
+            log.error("variant store write failed for %s: %s", key, exc)
+        self.memory.put(key, blob)
+        return blob
+

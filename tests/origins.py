@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-PHOTO = open(os.environ["ORIGIN_PHOTO"], "rb").read() if "ORIGIN_PHOTO" in os.environ else b""
+PHOTO = Path(os.environ["ORIGIN_PHOTO"]).read_bytes() if "ORIGIN_PHOTO" in os.environ else b""
 #: A JPEG marker and then noise: every decoder refuses it at the header.
 JUNK = b"\xff\xd8\xff\xe0" + bytes(range(256)) * (4 * 4096 - 1)
 seen: list[str] = []

@@ -5,7 +5,6 @@ import asyncio
 import httpx
 import pytest
 import pyvips
-
 from conftest import add_original, corpus
 
 

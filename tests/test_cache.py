@@ -4,11 +4,11 @@ import pytest
 
 from imgproxy.cache.flight import SingleFlight
 from imgproxy.cache.memory import MemoryTier, NoMemoryTier, memory_tier
-from imgproxy.stores import Variant
+from imgproxy.stores import Blob
 
 
-def v(size: int) -> Variant:
-    return Variant.make(b"x" * size, "image/webp", 0)
+def v(size: int) -> Blob:
+    return Blob.of(b"x" * size, 0)
 
 
 def test_memory_tier_is_bounded_in_bytes():

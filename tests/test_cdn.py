@@ -7,7 +7,6 @@ import time
 
 import httpx
 import pytest
-
 from conftest import add_original, corpus, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")

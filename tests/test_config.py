@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import ROOT, start_server
+
 from imgproxy.config import ConfigError, Settings, load_settings, to_environ
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import TESTIMAGES, Server, start_server
 
 PRESETS = ("thumbnail", "thumb-square", "preview")
@@ -125,7 +124,7 @@ def merge(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key in a:
         x, y = a[key], b[key]
-        if isinstance(x, Counter) or isinstance(x, list):
+        if isinstance(x, (Counter, list)):
             out[key] = x + y  # type: ignore[operator]
         elif key == "healthz_slowest_s":
             out[key] = max(x, y)  # type: ignore[type-var]

@@ -11,17 +11,16 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
-
-from imgproxy.workers.admission import Admission
 from botocore.exceptions import ClientError
-
 from conftest import Moto, Server, add_original, corpus, put_original
+
 from imgproxy.presets import load_presets
+from imgproxy.workers import RendererBase
 
 LARGE = "large/mei__Issue_266.jpg"  # 5760x3840: "web" renders take ~0.5 s, "large" ~2 s
 RENDERS = "imgproxy_renders_total"
@@ -160,7 +159,7 @@ def _get_quietly(url: str) -> None:
         pass  # the server is killed under this request
 
 
-class _StubRenderer(Admission):
+class _StubRenderer(RendererBase):
     """Stands in for the render pool: returns ``body`` after ``seconds``."""
 
     capacity, pending = 8, 0
@@ -186,20 +185,20 @@ async def test_slow_holder_after_takeover_serves_the_stored_variant(
     from imgproxy.stores.local import LocalOriginals
     from imgproxy.stores.s3 import S3Variants
     from imgproxy.urls import VariantRequest
-    from imgproxy.variants import Variants
+    from imgproxy.variants import VariantService
 
     (tmp_path / "cat.jpg").write_bytes(b"not decoded by the stub")
     originals = LocalOriginals(str(tmp_path), 1000)
     request, preset = VariantRequest("p", "cat", "webp"), Preset("p", 10, 10)
 
-    def instance(body: bytes, seconds: float) -> Variants:
+    def instance(body: bytes, seconds: float) -> VariantService:
         store = S3Variants(s3, f"s3://{bucket}/v", lease_seconds=1)
-        return Variants(originals, store, NoMemoryTier(), _StubRenderer(body, seconds), Limits())  # type: ignore[arg-type]
+        return VariantService(originals, store, NoMemoryTier(), _StubRenderer(body, seconds), Limits())  # type: ignore[arg-type]
 
     slow, fast = instance(b"slow", 4.0), instance(b"fast", 0.1)
     slow_task = asyncio.ensure_future(slow.get(request, preset))
     await asyncio.sleep(0.3)  # the slow one holds the lease; it expires after ~2 s
-    (fast_variant, fast_tier), (slow_variant, slow_tier) = await asyncio.gather(
+    (_, fast_variant, fast_tier), (_, slow_variant, _) = await asyncio.gather(
         fast.get(request, preset), slow_task
     )
     assert fast_tier == "render" and fast_variant.body == b"fast"

@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
-
 from conftest import Server, corpus
+
 from imgproxy.cache.failures import FailedOriginals
 from imgproxy.cache.memory import NoMemoryTier
 from imgproxy.errors import (
-    GatewayTimeout, ImgproxyError, TooLarge, Unavailable, Undecodable, Unsupported,
+    GatewayTimeout,
+    ImgproxyError,
+    TooLarge,
+    Unavailable,
+    Undecodable,
+    Unsupported,
 )
 from imgproxy.presets import Preset
-from imgproxy.render import Limits, RenderJob, Rendered
+from imgproxy.render import Limits, Rendered, RenderJob
 from imgproxy.stores.local import LocalOriginals, LocalVariants
 from imgproxy.urls import VariantRequest
-from imgproxy.variants import Variants
+from imgproxy.variants import VariantService
 
 PRESET = Preset(name="thumbnail", width=100, height=100)
 
@@ -52,9 +57,9 @@ class ScriptedRenderer:
         pass
 
 
-def variants(tmp_path: Path, renderer: ScriptedRenderer) -> Variants:
+def variants(tmp_path: Path, renderer: ScriptedRenderer) -> VariantService:
     (tmp_path / "o").mkdir(exist_ok=True)
-    return Variants(LocalOriginals(str(tmp_path / "o"), 1 << 20), LocalVariants(str(tmp_path / "v")),
+    return VariantService(LocalOriginals(str(tmp_path / "o"), 1 << 20), LocalVariants(str(tmp_path / "v")),
                     NoMemoryTier(), renderer, Limits())
 
 
@@ -68,13 +73,13 @@ async def test_an_undecodable_variant_is_decoded_once_until_the_original_changes
             await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
     assert renderer.runs == 1
     # Another variant may decode less (the first frame only): it is tried.
-    _, tier = await v.get(VariantRequest("thumbnail", "x", "jpg"), PRESET)
+    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "jpg"), PRESET)
     assert tier == "render" and renderer.runs == 2
     renderer.errors.append(Undecodable("broken frame"))
     with pytest.raises(Undecodable):
         await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
     original.write_bytes(b"a new upload")  # new size and mtime: a new identity
-    _, tier = await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
     assert tier == "render" and renderer.runs == 4
 
 
@@ -102,7 +107,7 @@ async def test_failures_that_are_not_the_inputs_fault_are_retried(tmp_path: Path
     (tmp_path / "o" / "x.jpg").write_bytes(b"fine")
     with pytest.raises(type(error)):
         await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
-    _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
     assert tier == "render" and renderer.runs == 2
 
 
@@ -113,7 +118,7 @@ async def test_too_large_is_remembered_per_variant(tmp_path: Path) -> None:
     for _ in range(2):
         with pytest.raises(TooLarge):
             await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
-    _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
     assert tier == "render" and renderer.runs == 2
 
 

@@ -9,12 +9,11 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import pytest
-
 from conftest import Server, add_original, corpus
 
 PROCESS = {"IMGPROXY_RENDER_MODE": "process", "IMGPROXY_RENDER_THREADS": "1"}
@@ -29,7 +28,7 @@ def worker_pids(server: Server) -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if ppid == server.proc.pid and b"imgproxy.render.worker" in cmdline:
+        if ppid == server.proc.pid and b"imgproxy.workers.child" in cmdline:
             pids.append(int(stat.parent.name))
     return sorted(pids)
 

@@ -1,7 +1,7 @@
 import pytest
 import pyvips
-
 from conftest import corpus
+
 from imgproxy.render.icc import description, needs_transform
 
 

@@ -63,9 +63,33 @@ def test_bad_files(tmp_path):
         load_presets(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[x\n")
-    with pytest.raises(PresetError, match="bad.toml"):
+    with pytest.raises(PresetError, match=r"bad\.toml"):
         load_presets(bad)
     with pytest.raises(PresetError, match="no presets"):
         parse_presets({})
     with pytest.raises(PresetError, match="preset name"):
         parse_presets({"Bad Name": {"width": 1, "height": 1}})
+
+
+#: Digests of the shipped presets since the first release: variant keys on disk and
+#: in buckets use them, so a change here re-renders every variant.
+PINNED = {"thumbnail": "9650c9b43d7b", "web": "d0230fcd8ba2", "small": "dfd274dccb7d",
+          "thumb-square": "50d81abb4d3d", "sd-hq": "784b4280f14b"}
+
+
+def test_digests_are_pinned():
+    presets = load_presets(SHIPPED)
+    assert {name: presets[name].digest for name in PINNED} == PINNED
+
+
+def test_a_new_field_at_its_default_changes_no_digest():
+    """A field added to Preset later is hashed only when a preset sets it."""
+    import dataclasses
+
+    from imgproxy import presets as module
+
+    Grown = dataclasses.make_dataclass(
+        "Grown", [("gravity", str, dataclasses.field(default="centre"))], bases=(Preset,), frozen=True)
+    assert Grown("a", 300, 300).digest == Preset("a", 300, 300).digest
+    assert Grown("a", 300, 300, gravity="attention").digest != Preset("a", 300, 300).digest
+    assert module.FORMATS[:4] == ("webp", "avif", "jpg", "png")

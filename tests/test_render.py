@@ -3,11 +3,14 @@
 import csv
 from pathlib import Path
 
+import malformed
 import pytest
 import pyvips
-
 from conftest import TESTIMAGES, corpus
-from imgproxy.errors import TooLarge, Undecodable, Unsupported
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imgproxy.errors import ImgproxyError, TooLarge, Undecodable, Unsupported
 from imgproxy.presets import FORMATS, Preset, load_presets
 from imgproxy.render import Limits, RenderJob, Source, configure, render
 from imgproxy.render.plan import output_size
@@ -16,10 +19,10 @@ PRESETS = load_presets(Path(__file__).resolve().parent.parent / "config" / "pres
 configure()
 
 
-def run(source, preset="web", fmt="webp", limits=Limits()):
+def run(source, preset="web", fmt="webp", limits=None):
     preset = PRESETS[preset] if isinstance(preset, str) else preset
     src = Source(path=str(source)) if isinstance(source, Path) else Source(data=source)
-    return render(RenderJob(src, preset, fmt, limits))
+    return render(RenderJob(src, preset, fmt, limits or Limits()))
 
 
 def decode(body: bytes) -> pyvips.Image:
@@ -114,7 +117,8 @@ def mean_rgb(body: bytes) -> list[float]:
 
 def test_cmyk_with_and_without_profile_is_not_inverted():
     tagged = mean_rgb(run(corpus("color/sharp__Channel_digital_image_CMYK_color.jpg"), "thumbnail", "png").body)
-    untagged = mean_rgb(run(corpus("color/sharp__Channel_digital_image_CMYK_color_no_profile.jpg"), "thumbnail", "png").body)
+    no_profile = corpus("color/sharp__Channel_digital_image_CMYK_color_no_profile.jpg")
+    untagged = mean_rgb(run(no_profile, "thumbnail", "png").body)
     assert all(abs(a - b) < 12 for a, b in zip(tagged, untagged)), (tagged, untagged)
     # The picture is a mostly light scene; inverted CMYK comes out dark.
     assert sum(tagged) / 3 > 100
@@ -284,11 +288,6 @@ def test_svg_is_rasterised():
 
 
 # --- metadata never breaks a render ------------------------------------------
-
-import malformed  # noqa: E402
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
-from imgproxy.errors import ImgproxyError  # noqa: E402
 
 KEEP = Preset("keep", 64, 64, strip=False)
 _junk = st.binary(max_size=300)

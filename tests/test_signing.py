@@ -19,7 +19,6 @@ import pytest
 from imgproxy import sign_url, signing
 from imgproxy.signing import SIGNATURE_LENGTH, canonical, sign, verify
 
-
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "signing.json").read_text())["vectors"]
 
 

@@ -4,7 +4,7 @@ import anyio
 import pytest
 
 from imgproxy.errors import GatewayTimeout, TooLarge
-from imgproxy.stores import content_type_of, download_deadline, read_capped
+from imgproxy.stores import download_deadline, read_capped
 
 
 async def chunks(*parts: bytes):
@@ -35,7 +35,3 @@ async def test_download_deadline():
             await anyio.sleep(1)
     assert info.value.extra["limit"] == "download_timeout"
 
-
-def test_content_type_of():
-    assert content_type_of("p/d/a.b.avif") == "image/avif"
-    assert content_type_of("p/d/a") == "application/octet-stream"

@@ -8,14 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpcore
 import httpx
 import pytest
-
 from conftest import ROOT, Server, corpus, free_port
+
 from imgproxy.stores.guard import BlockedAddress, GuardedBackend, allowed
 from imgproxy.stores.http import HttpOriginals
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
-
 from conftest import Moto, Server, corpus, free_port, put_original
+
 from imgproxy.config import ConfigError, Settings
 from imgproxy.errors import ImgproxyError
 from imgproxy.presets import load_presets
-from imgproxy.stores import Variant
+from imgproxy.stores import Blob
 from imgproxy.stores.s3 import S3Originals, S3Variants, parse_url
 from imgproxy.stores.s3errors import mapped
 
@@ -46,12 +46,12 @@ def test_only_http_origins_list_several_prefixes() -> None:
 
 async def test_variant_put_never_overwrites(s3: object, bucket: str) -> None:
     store = S3Variants(s3, f"s3://{bucket}/v", 60)
-    first = Variant.make(b"first", "image/webp", 0)
+    first = Blob.of(b"first", 0)
     assert await store.get("k.webp") is None
     assert await store.put("k.webp", first, {"preset-digest": "d", "source": "s"}) is True
-    assert await store.put("k.webp", Variant.make(b"second", "image/webp", 0), {}) is False
+    assert await store.put("k.webp", Blob.of(b"second", 0), {}) is False
     stored = await store.get("k.webp")
-    assert stored is not None and stored.body == b"first" and stored.content_type == "image/webp"
+    assert stored is not None and stored.body == b"first"
 
 
 async def test_original_resolution_prefers_the_exact_key(s3: object, bucket: str, moto: Moto) -> None:

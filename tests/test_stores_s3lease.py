@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from imgproxy.stores import Variant
+from imgproxy.stores import Blob
 from imgproxy.stores.s3lease import S3Lease
 
 KEY = "thumbnail/abc/cat.webp"
@@ -21,24 +21,24 @@ class Bucket:
         self.s3, self.bucket = s3, bucket
         self.renders = 0
 
-    async def get(self, key: str) -> Variant | None:
+    async def get(self, key: str) -> Blob | None:
         try:
             obj = await self.s3.get_object(Bucket=self.bucket, Key=key)
         except self.s3.exceptions.NoSuchKey:
             return None
-        return Variant.make(await obj["Body"].read(), "image/webp", 0)
+        return Blob.of(await obj["Body"].read(), 0)
 
     async def exists(self, key: str) -> bool:
         return await self.get(key) is not None
 
-    async def render(self, lease: S3Lease, seconds: float = 0.3) -> Variant:
+    async def render(self, lease: S3Lease, seconds: float = 0.3) -> Blob:
         async with lease.hold(KEY, self.get, self.exists) as stored:
             if stored is not None:
                 return stored
             self.renders += 1
             await asyncio.sleep(seconds)
             await self.s3.put_object(Bucket=self.bucket, Key=KEY, Body=b"variant", IfNoneMatch="*")
-            return Variant.make(b"variant", "image/webp", 0)
+            return Blob.of(b"variant", 0)
 
     async def lease_state(self) -> dict[str, str] | None:
         try:

@@ -9,8 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pyvips
-
-from conftest import Server, TESTIMAGES, corpus
+from conftest import TESTIMAGES, Server, corpus
 
 MAGIC = {
     "webp": (b"RIFF", "image/webp"),

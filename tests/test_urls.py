@@ -7,13 +7,14 @@ for byte (an HTTP client would normalise ``..`` and escapes away).
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from conftest import KEY, Server, add_original, corpus, start_server
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from imgproxy.errors import BadRequest, Forbidden
 from imgproxy.signing import sign
 from imgproxy.urls import MAX_ID_LENGTH, check_id, parse_path, signature_from_query, variant_url

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
+from conftest import corpus
 
 from imgproxy.errors import GatewayTimeout, TooLarge, Unavailable, Undecodable
 from imgproxy.presets import Preset
 from imgproxy.render import Limits, RenderJob, Source
 from imgproxy.workers import ProcessRenderer, ThreadRenderer
-
-from conftest import corpus
 
 SMALL = Preset(name="small", width=64, height=64)
 LARGE = Preset(name="large", width=4000, height=4000)

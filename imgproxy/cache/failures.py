@@ -19,9 +19,9 @@ A bounded LRU: endless broken uploads evict old entries, they do not grow memory
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from cachetools import LRUCache
 
@@ -37,10 +37,10 @@ class _Failure:
 
     kind: type[ImgproxyError]
     detail: str
-    extra: Mapping[str, object]
+    extra: Mapping[str, str | int | float]
 
     def error(self) -> ImgproxyError:
-        return self.kind(self.detail, **self.extra)  # a fresh exception per request
+        return self.kind.rebuilt(self.detail, self.extra)
 
 
 class FailedOriginals:

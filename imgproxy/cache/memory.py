@@ -7,23 +7,23 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
-from ..stores import Variant
+from ..stores import Blob
 
 _OVERHEAD = 512  # bytes per entry for the object, key and headers
 
 
 class MemoryTier:
     def __init__(self, max_bytes: int) -> None:
-        self._lru: LRUCache[str, Variant] = LRUCache(
+        self._lru: LRUCache[str, Blob] = LRUCache(
             maxsize=max_bytes, getsizeof=lambda v: len(v.body) + _OVERHEAD
         )
 
-    def get(self, key: str) -> Variant | None:
+    def get(self, key: str) -> Blob | None:
         return self._lru.get(key)
 
-    def put(self, key: str, variant: Variant) -> None:
-        if len(variant.body) + _OVERHEAD <= self._lru.maxsize:
-            self._lru[key] = variant
+    def put(self, key: str, blob: Blob) -> None:
+        if len(blob.body) + _OVERHEAD <= self._lru.maxsize:
+            self._lru[key] = blob
 
     @property
     def bytes(self) -> int:
@@ -33,10 +33,10 @@ class MemoryTier:
 class NoMemoryTier:
     bytes = 0
 
-    def get(self, key: str) -> Variant | None:
+    def get(self, key: str) -> Blob | None:
         return None
 
-    def put(self, key: str, variant: Variant) -> None:
+    def put(self, key: str, blob: Blob) -> None:
         pass
 
 

@@ -29,4 +29,4 @@ def field_names(image: pyvips.Image) -> list[str]:
 
 
 def has(image: pyvips.Image, name: str) -> bool:
-    return image.get_typeof(name) != 0
+    return bool(image.get_typeof(name) != 0)

@@ -9,11 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import TooLarge
+from ..formats import ANIMATED_LOADERS, OUTPUTS
 from ..presets import Preset
-
-#: Loaders whose frames we keep when the output can animate.
-ANIMATED_LOADERS = frozenset({"gifload", "gifload_source", "webpload", "webpload_source"})
-ANIMATED_OUTPUTS = frozenset({"webp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +47,8 @@ class Plan:
 
 
 def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits) -> Plan:
-    animate = (
-        header.frames > 1 and header.loader in ANIMATED_LOADERS and fmt in ANIMATED_OUTPUTS
-    )
+    output = OUTPUTS[fmt]
+    animate = header.frames > 1 and header.loader in ANIMATED_LOADERS and output.animates
     frames = header.frames if animate else 1
     if header.frames > limits.max_frames:
         raise TooLarge(
@@ -81,8 +77,19 @@ def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits) -> Plan:
         quality=preset.quality[fmt],
         strip=preset.strip,
         frames=frames,
-        flatten=fmt == "jpg",
+        flatten=not output.alpha,
     )
+
+
+def scale_of(header: Header, plan: Plan) -> float:
+    """The scale from the source to ``plan``'s output, whichever way the
+    source turns out to be oriented (the larger of the two)."""
+    def fit(w: int, h: int) -> float:
+        pick = max if plan.crop else min
+        return pick(plan.width / w, plan.height / h)
+
+    scale = max(fit(header.width, header.height), fit(header.height, header.width))
+    return scale if plan.enlarge else min(scale, 1.0)
 
 
 def output_size(width: int, height: int, preset: Preset) -> tuple[int, int]:

@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import io
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pyvips
 
 from ..errors import ImgproxyError, TooLarge, Undecodable, Unsupported
+from ..formats import BUFFER_ONLY_LOADERS
 from .icc import needs_transform
+from .jobs import Source
 from .metadata import has
 from .plan import Header, Limits
-
-#: Loaders given the bytes, never a path: an SVG loaded from a file may pull
-#: in files beside it; from memory it has no base to resolve anything against.
-_BUFFER_ONLY = frozenset({"svgload", "svgload_source"})
-
-
-@dataclass(frozen=True)
-class Source:
-    """An original: a local path (no copy) or bytes fetched from a remote store."""
-
-    path: str | None = None
-    data: bytes | None = None
-
-    def read(self) -> bytes:
-        if self.data is not None:
-            return self.data
-        assert self.path is not None
-        with open(self.path, "rb") as f:
-            return f.read()
 
 
 def map_vips_error(exc: pyvips.Error) -> ImgproxyError:
@@ -62,7 +45,9 @@ def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
         loader = image.get("vips-loader")
     except pyvips.Error as exc:
         raise map_vips_error(exc) from None
-    if loader in _BUFFER_ONLY and source.data is None:
+    # An SVG loaded from a file may pull in files beside it; from memory it
+    # has no base to resolve anything against.
+    if loader in BUFFER_ONLY_LOADERS and source.data is None:
         source = Source(data=source.read())
     frames = image.get("n-pages") if has(image, "n-pages") else 1
     height = image.height

@@ -6,13 +6,15 @@ images are immutable, so steps share nothing but their arguments.
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from collections.abc import Callable
 
 import pyvips
 
+from .jobs import Source
 from .metadata import field_names
 from .plan import Header, Plan
-from .source import Source, decode_hevc
+from .source import decode_hevc
 
 Step = Callable[[pyvips.Image, Plan], pyvips.Image]
 
@@ -44,6 +46,33 @@ def load(source: Source, header: Header, plan: Plan) -> pyvips.Image:
         )
     path = f"{source.path}[{loader_options}]" if loader_options else source.path
     return pyvips.Image.thumbnail(path, plan.width, **options)
+
+
+def load_shared(source: Source, header: Header, scale: float, frames: int) -> pyvips.Image:
+    """One decode for several variants: at ``scale`` of the source (shrink-on-load
+    where the format has it), upright and in sRGB, held in memory."""
+    box = math.ceil(max(header.width, header.height) * scale) + 1  # +1: never a pixel short
+    options: dict[str, object] = dict(height=box, size="down")
+    if header.icc:
+        options["output_profile"] = OUTPUT_PROFILE
+    if header.loader == "heif-hevc":
+        image = decode_hevc(source).thumbnail_image(box, **options)
+    else:
+        loader_options = "n=-1" if frames > 1 else ""
+        if source.data is not None:
+            image = pyvips.Image.thumbnail_buffer(source.data, box, option_string=loader_options, **options)
+        else:
+            path = f"{source.path}[{loader_options}]" if loader_options else source.path
+            image = pyvips.Image.thumbnail(path, box, **options)
+    return image.copy_memory()
+
+
+def resize(base: pyvips.Image, plan: Plan) -> pyvips.Image:
+    """``plan``'s variant from a decoded, upright base (see :func:`load_shared`)."""
+    return base.thumbnail_image(
+        plan.width, height=plan.height, size="both" if plan.enlarge else "down",
+        crop="centre" if plan.crop else "none",
+    )
 
 
 def to_srgb(image: pyvips.Image, plan: Plan) -> pyvips.Image:

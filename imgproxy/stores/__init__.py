@@ -18,23 +18,21 @@ store resolves which (only on a miss, since hits never reach it).
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import AsyncContextManager, AsyncIterable, Iterator, Protocol
+from collections.abc import AsyncIterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import anyio
 
 from ..errors import GatewayTimeout, TooLarge
-from ..presets import CONTENT_TYPES
+from ..formats import ORIGINAL_EXTENSIONS
 from ..render import Source
 
-ORIGINAL_EXTENSIONS = (
-    "jpg", "jpeg", "png", "webp", "avif", "heic", "heif", "gif", "tif", "tiff", "svg", "svgz",
-    "jxl", "jp2", "bmp",
-)
+__all__ = ["ORIGINAL_EXTENSIONS", "Blob", "Original", "OriginalStore", "VariantStore",
+           "download_deadline", "file_path", "read_capped"]
 
 
 @dataclass(frozen=True)
@@ -45,28 +43,16 @@ class Original:
 
 
 @dataclass(frozen=True, slots=True)
-class Variant:
-    """A rendered variant with the response headers that never change."""
+class Blob:
+    """A stored variant's bytes and the facts about them; HTTP is the web layer's."""
 
     body: bytes
-    content_type: str
-    etag: str
-    last_modified: str
-    headers: tuple[tuple[bytes, bytes], ...] = field(repr=False, default=())
+    etag: str  # a strong validator: a hash of the bytes, quoted
+    mtime: float  # when it was stored (or rendered), seconds since the epoch
 
     @classmethod
-    def make(cls, body: bytes, content_type: str, mtime: float) -> Variant:
-        etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-        last_modified = email.utils.formatdate(mtime, usegmt=True)
-        headers = (
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"public, max-age=31536000, immutable"),
-            (b"etag", etag.encode()),
-            (b"last-modified", last_modified.encode()),
-            (b"x-content-type-options", b"nosniff"),
-        )
-        return cls(body, content_type, etag, last_modified, headers)
+    def of(cls, body: bytes, mtime: float) -> Blob:
+        return cls(body, '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"', mtime)
 
 
 class OriginalStore(Protocol):
@@ -77,12 +63,12 @@ class OriginalStore(Protocol):
 
 
 class VariantStore(Protocol):
-    async def get(self, key: str) -> Variant | None: ...
+    async def get(self, key: str) -> Blob | None: ...
 
-    async def put(self, key: str, variant: Variant, metadata: dict[str, str]) -> bool:
+    async def put(self, key: str, blob: Blob, metadata: Mapping[str, str]) -> bool:
         """Store atomically, never overwriting; False if it was already there."""
 
-    def lease(self, key: str) -> AsyncContextManager[Variant | None]:
+    def lease(self, key: str) -> AbstractAsyncContextManager[Blob | None]:
         """Exclusive right to render ``key`` across processes and machines.
 
         Yields the variant if another holder stored it while we waited (then
@@ -96,10 +82,6 @@ def file_path(url: str) -> str:
     """``file:///abs`` or ``file://./relative`` to a filesystem path."""
     parts = urlsplit(url)
     return f".{parts.path}" if parts.netloc == "." else parts.path
-
-
-def content_type_of(key: str) -> str:
-    return CONTENT_TYPES.get(key.rpartition(".")[2], "application/octet-stream")
 
 
 @contextmanager

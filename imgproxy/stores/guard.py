@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from typing import Iterable
+from collections.abc import Iterable
 
 import anyio
 import httpcore

@@ -9,15 +9,18 @@ Originals are streamed with a byte cap; variants are written with
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
+from ..caching import IMMUTABLE
 from ..errors import NotFound, TooLarge
+from ..formats import mime_of
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of, download_deadline, read_capped
+from . import ORIGINAL_EXTENSIONS, Blob, Original, download_deadline, read_capped
 from .s3errors import lost_race, mapped
 from .s3lease import S3Lease
 
@@ -73,7 +76,7 @@ class S3Originals:
         base = f"{self.prefix}{id}."
         with mapped("list", origin=True):
             listing = await self.client.list_objects_v2(Bucket=self.bucket, Prefix=base, MaxKeys=1000)
-        found = {obj["Key"][len(base):].lower(): obj["Key"] for obj in listing.get("Contents", ())}
+        found: dict[str, str] = {obj["Key"][len(base):].lower(): obj["Key"] for obj in listing.get("Contents", ())}
         for ext in ORIGINAL_EXTENSIONS:
             if ext in found:
                 return found[ext]
@@ -105,14 +108,14 @@ class S3Variants:
     async def open(cls, url: str, settings: Settings, clients: Clients) -> S3Variants:
         return cls(await clients.s3(), url, settings.s3_lease_seconds)
 
-    async def get(self, key: str) -> Variant | None:
+    async def get(self, key: str) -> Blob | None:
         try:
             with mapped("get"):
                 obj = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
                 body = await obj["Body"].read()
         except NotFound:
             return None
-        return Variant.make(body, content_type_of(key), obj["LastModified"].timestamp())
+        return Blob.of(body, obj["LastModified"].timestamp())
 
     async def exists(self, key: str) -> bool:
         try:
@@ -122,16 +125,16 @@ class S3Variants:
             return False
         return True
 
-    async def put(self, key: str, variant: Variant, metadata: dict[str, str]) -> bool:
+    async def put(self, key: str, blob: Blob, metadata: Mapping[str, str]) -> bool:
         with mapped("put"):
             try:
                 await self.client.put_object(
                     Bucket=self.bucket,
                     Key=self.prefix + key,
-                    Body=variant.body,
-                    ContentType=variant.content_type,
-                    CacheControl="public, max-age=31536000, immutable",
-                    Metadata=metadata,
+                    Body=blob.body,
+                    ContentType=mime_of(key),
+                    CacheControl=IMMUTABLE,  # for a CDN that serves the bucket directly
+                    Metadata=dict(metadata),
                     IfNoneMatch="*",  # never overwrite: a duplicate render loses here
                 )
             except ClientError as exc:
@@ -141,7 +144,7 @@ class S3Variants:
         return True
 
     @asynccontextmanager
-    async def lease(self, key: str) -> AsyncIterator[Variant | None]:
+    async def lease(self, key: str) -> AsyncIterator[Blob | None]:
         async with self.leases.hold(key, self.get, self.exists) as stored:
             yield stored
 

@@ -14,10 +14,9 @@ not an error: callers catch ``ClientError`` with :func:`lost_race` first.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
@@ -65,7 +64,7 @@ def mapped(what: str, *, origin: bool = False) -> Iterator[None]:
         if origin:
             raise GatewayTimeout("the originals store did not answer in time") from exc
         raise Unavailable("storage is unavailable", retry_after=2) from exc
-    except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
         STORE_ERRORS.labels(what).inc()
         log.error("S3 %s failed: %s", what, exc)
         raise Unavailable("storage is unavailable", retry_after=2) from exc

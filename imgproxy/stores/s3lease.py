@@ -34,16 +34,17 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..errors import NotFound, Unavailable
 from ..metrics import LEASES
-from . import Variant
+from . import Blob
 from .s3errors import lost_race, mapped
 
 log = logging.getLogger("imgproxy.stores")
@@ -73,9 +74,9 @@ class S3Lease:
     async def hold(
         self,
         key: str,
-        get: Callable[[str], Awaitable[Variant | None]],
+        get: Callable[[str], Awaitable[Blob | None]],
         exists: Callable[[str], Awaitable[bool]],
-    ) -> AsyncIterator[Variant | None]:
+    ) -> AsyncIterator[Blob | None]:
         """Yields the variant if it was stored meanwhile, else None while we hold the lease."""
         stored, etag = await self._acquire(key, get)
         if stored is not None:
@@ -91,8 +92,8 @@ class S3Lease:
             await asyncio.shield(self._release(key, etag, done and stored is not None, done, exists))
 
     async def _acquire(
-        self, key: str, get: Callable[[str], Awaitable[Variant | None]]
-    ) -> tuple[Variant | None, str | None]:
+        self, key: str, get: Callable[[str], Awaitable[Blob | None]]
+    ) -> tuple[Blob | None, str | None]:
         etag = await self._take(key, None)
         if etag is not None:
             LEASES.labels("taken").inc()
@@ -153,7 +154,7 @@ class S3Lease:
         headers = head["ResponseMetadata"].get("HTTPHeaders", {})
         # S3's clock; a service that sends no Date falls back on ours (skew then matters).
         now = (email.utils.parsedate_to_datetime(headers["date"]) if "date" in headers
-               else datetime.now(timezone.utc))
+               else datetime.now(UTC))
         age = (now - head["LastModified"]).total_seconds()
         seconds = float(head.get("Metadata", {}).get("seconds", self.seconds))
         held = head.get("Metadata", {}).get("state") == "held"
@@ -183,7 +184,7 @@ class S3Lease:
                 except ClientError as exc:
                     if not lost_race(exc):  # lost: taken over after we were too slow
                         raise
-        except Exception as exc:  # noqa: BLE001 - releasing must never mask the render's outcome
+        except Exception as exc:
             log.warning("could not release the render lease of %s: %s", key, exc)
 
     def _key(self, key: str) -> str:

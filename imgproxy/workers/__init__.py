@@ -1,14 +1,15 @@
 """Where renders run: the one seam between the server and the render pipeline.
 
-Two renderers with one interface (``admit()``, ``await run(job)``, ``await
-render(job)``, ``pending``, ``workers``, ``aclose()``), picked by ``render_mode``:
+Two renderers with one interface (``admit()``, ``await run(job)`` for any
+job of :mod:`imgproxy.render.jobs`, ``await render(job)``, ``pending``,
+``workers``, ``aclose()``), picked by ``render_mode``:
 
 - ``ThreadRenderer`` runs :func:`imgproxy.render.render` in a thread pool
   (libvips releases the GIL). Fast, but a decoder that crashes or runs away
   takes the server process with it, and a render past its deadline can only
   be abandoned, not stopped.
 - ``ProcessRenderer`` runs it in ``concurrency`` worker processes
-  (:mod:`imgproxy.render.worker`), each capped with ``RLIMIT_AS``
+  (:mod:`.child`), each capped with ``RLIMIT_AS``
   (``worker_memory_mb``) and a per-job ``RLIMIT_CPU`` (``worker_cpu_seconds``),
   started with ``subprocess`` (fork+exec: nothing of the server's libvips
   threads or memory is inherited) and a clean environment, so a compromised
@@ -19,18 +20,9 @@ Both bound the renders in flight: ``concurrency`` run, ``queue`` more wait, and
 past that a render is refused at once with 503 and ``Retry-After``; the place
 is taken (``admit()``) before the original is fetched. One deadline,
 ``render_timeout``, covers waiting for a thread or worker plus rendering; in
-process mode the parent SIGKILLs a worker past it. A dead worker is replaced in the
-background and the server keeps serving. How a request ends when its worker
-dies:
-
-| worker outcome                                  | answer | remembered (variants.py) |
-|---|---|---|
-| past the deadline (we SIGKILL it)               | 504 ``render_timeout`` | no |
-| SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGABRT            | 422: the decoder crashed on this input (glib aborts on a failed allocation under the memory cap) | yes |
-| SIGXCPU (the job's CPU cap)                     | 422 ``worker_cpu_seconds`` | yes |
-| MemoryError in the worker                       | 413 ``worker_memory_mb`` | yes |
-| a codec reports a failed allocation             | 422, as any decoder error | yes |
-| SIGKILL or anything else (OOM killer, operator) | 503 + Retry-After: not the input's fault, try again | no |
+process mode the parent SIGKILLs a worker past it. A dead worker is replaced
+in the background and the server keeps serving; how a request ends when its
+worker dies is the README's table under "Isolated rendering".
 
 Originals reach a worker without copies through the socket: a local store's
 file by its path, fetched bytes as a file in ``/dev/shm`` (shared memory)
@@ -54,12 +46,12 @@ import contextlib
 from typing import Protocol
 
 from ..config import Settings
-from ..render import RenderJob, Rendered, configure
-from .admission import Admission
+from ..render import Job, Rendered, RenderJob, Result
+from .base import RendererBase
 from .processes import ProcessRenderer
 from .threads import ThreadRenderer
 
-__all__ = ["Admission", "ProcessRenderer", "Renderer", "ThreadRenderer", "open_renderer"]
+__all__ = ["ProcessRenderer", "Renderer", "RendererBase", "ThreadRenderer", "open_renderer"]
 
 
 class Renderer(Protocol):
@@ -68,11 +60,14 @@ class Renderer(Protocol):
     @property
     def workers(self) -> int: ...
 
-    def admit(self) -> contextlib.AbstractContextManager[None]:
-        """A place among the renders in flight, or 503 at once when there is none."""
+    @property
+    def idle(self) -> int: ...
 
-    async def run(self, job: RenderJob) -> Rendered:
-        """Render ``job`` in an admitted place (waits for a free thread/worker)."""
+    def admit(self) -> contextlib.AbstractContextManager[None]:
+        """A place among the jobs in flight, or 503 at once when there is none."""
+
+    async def run(self, job: Job) -> Result:
+        """Run ``job`` in an admitted place (waits for a free thread/worker)."""
 
     async def render(self, job: RenderJob) -> Rendered:
         """``admit()`` and ``run(job)`` in one."""
@@ -84,11 +79,8 @@ async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer:
     """The renderer ``render_mode`` names, started."""
     s = settings
     if s.render_mode == "process":
-        configure(s.vips_concurrency)  # this process still renders /healthz's probe
         renderer = ProcessRenderer(s.concurrency, s.render_queue, s.render_timeout,
                                    s.worker_memory_mb, s.worker_cpu_seconds, s.vips_concurrency)
         await renderer.start()
         return renderer
     return ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
-
-

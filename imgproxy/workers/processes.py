@@ -1,5 +1,5 @@
 """Rendering in capped worker processes (see the package docstring for the
-outcomes table); :mod:`imgproxy.render.worker` is the other end of the socket.
+outcomes table); :mod:`.child` is the other end of the socket.
 """
 
 from __future__ import annotations
@@ -20,24 +20,16 @@ from typing import Any
 
 import anyio
 
-from ..errors import (
-    BadRequest, GatewayTimeout, ImgproxyError, NotFound, TooLarge, Unavailable, Undecodable,
-    Unsupported,
-)
-from ..render import RenderJob, Rendered, Source
-from ..render.worker import JOB_HEADER, MAX_META, REPLY_HEADER
-from .admission import Admission
+from ..errors import ImgproxyError, Unavailable, Undecodable
+from ..render import Job, Result, Source
+from .base import RendererBase
+from .codec import JOB_HEADER, MAX_META, REPLY_HEADER, decode_result
 
 log = logging.getLogger("imgproxy.workers")
 
 #: Signals with which a decoder dies on bad input (or a failed allocation).
 _CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
                             signal.SIGABRT})
-#: Errors a worker may report; anything else it sends is treated as a bug.
-_ERRORS: dict[int, type[ImgproxyError]] = {
-    400: BadRequest, 404: NotFound, 413: TooLarge, 415: Unsupported, 422: Undecodable,
-    504: GatewayTimeout,
-}
 #: The worker's environment: enough to run Python and libvips, no secrets.
 _ENV_NAMES = ("PATH", "LANG", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
 _ENV_PREFIXES = ("LC_", "VIPS_", "G_")
@@ -83,12 +75,12 @@ class _Worker:
         self.writer.close()
         try:
             return await asyncio.wait_for(self.proc.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.kill()
             return await self.proc.wait()
 
 
-class ProcessRenderer(Admission):
+class ProcessRenderer(RendererBase):
     def __init__(self, concurrency: int, queue: int, timeout: float, memory_mb: int,
                  cpu_seconds: int, vips_concurrency: int = 1) -> None:
         self.concurrency = concurrency
@@ -107,6 +99,10 @@ class ProcessRenderer(Admission):
         return sum(1 for w in self._all if w.alive)
 
     @property
+    def idle(self) -> int:
+        return self._idle.qsize()
+
+    @property
     def pids(self) -> list[int]:
         return sorted(w.pid for w in self._all if w.alive)
 
@@ -115,7 +111,7 @@ class ProcessRenderer(Admission):
         for worker in workers:
             self._idle.put_nowait(worker)
 
-    async def run(self, job: RenderJob) -> Rendered:
+    async def run(self, job: Job) -> Result:
         try:
             with anyio.fail_after(self.timeout):
                 worker = await self._checkout()
@@ -130,7 +126,7 @@ class ProcessRenderer(Admission):
                 return worker
             self._replace(worker)  # died while idle: not this request's problem
 
-    async def _run(self, worker: _Worker, job: RenderJob) -> Rendered:
+    async def _run(self, worker: _Worker, job: Job) -> Result:
         try:
             source, spooled = await self._stage(job.source)
         except BaseException:
@@ -153,7 +149,7 @@ class ProcessRenderer(Admission):
             self._replace(worker)
         else:
             self._idle.put_nowait(worker)
-        return _result(meta, body, worker.pid)
+        return decode_result(meta, body, worker.pid)
 
     async def _stage(self, source: Source) -> tuple[Source, Path | None]:
         """Fetched bytes go to a worker as a file in shared memory, not down the socket."""
@@ -166,7 +162,7 @@ class ProcessRenderer(Admission):
         try:
             await anyio.to_thread.run_sync(_write_all, fd, source.data)
         except BaseException:
-            path.unlink(missing_ok=True)
+            os.unlink(name)
             raise
         return Source(path=name), path
 
@@ -195,7 +191,7 @@ class ProcessRenderer(Admission):
         parent, child = socket.socketpair()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "imgproxy.render.worker", str(child.fileno()), *self._args,
+                sys.executable, "-m", "imgproxy.workers.child", str(child.fileno()), *self._args,
                 pass_fds=(child.fileno(),), env=_worker_env(), stdin=asyncio.subprocess.DEVNULL,
             )
         except BaseException:
@@ -242,21 +238,6 @@ class ProcessRenderer(Admission):
                 os.rmdir(self._spool)
 
 
-def _result(meta: dict[str, Any], body: bytes, pid: int) -> Rendered:
-    if meta.get("ok") is True:
-        return Rendered(body=body, width=int(meta["width"]), height=int(meta["height"]))
-    error = _ERRORS.get(meta.get("status"))  # type: ignore[arg-type]
-    if error is None:
-        # A bug in the pipeline, reported by the worker: log it and answer 500,
-        # as thread mode would.
-        raise RuntimeError(f"render worker {pid}: {meta.get('detail')}\n"
-                           f"{(meta.get('extra') or {}).get('traceback', '')}")
-    extra = meta.get("extra") or {}
-    raise error(str(meta.get("detail", "render failed"))[:500],
-                **{str(k)[:40]: v for k, v in dict(extra).items()
-                   if isinstance(v, (str, int, float)) and k not in ("detail", "retry_after")})
-
-
 def _death(code: int | None, pid: int) -> ImgproxyError:
     if code is not None and code < 0 and -code in _CRASH_SIGNALS:
         log.warning("render worker %d crashed (%s) on its input", pid, _describe(code))
@@ -271,7 +252,7 @@ def _death(code: int | None, pid: int) -> ImgproxyError:
 async def _exit_code(worker: _Worker) -> int | None:
     try:
         return await asyncio.wait_for(asyncio.shield(worker.proc.wait()), 5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
 
 

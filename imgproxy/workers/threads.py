@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import anyio
 
-from ..render import RenderJob, Rendered, configure, render
-from .admission import Admission
+from ..render import Job, Result, configure, run_job
+from .base import RendererBase
 
 
-class ThreadRenderer(Admission):
+class ThreadRenderer(RendererBase):
     def __init__(self, concurrency: int, queue: int, timeout: float, vips_concurrency: int = 1) -> None:
         configure(vips_concurrency)
         self.concurrency = concurrency
@@ -18,21 +18,16 @@ class ThreadRenderer(Admission):
         self.pending = 0
 
     @property
-    def workers(self) -> int:
-        return self.concurrency
+    def idle(self) -> int:
+        return int(self.concurrency - self._limiter.borrowed_tokens)
 
-    async def run(self, job: RenderJob) -> Rendered:
+    async def run(self, job: Job) -> Result:
         try:
             # A thread cannot be killed: on timeout the caller is answered and
             # the thread finishes in the background (process mode kills it).
             with anyio.fail_after(self.timeout):
                 return await anyio.to_thread.run_sync(
-                    render, job, limiter=self._limiter, abandon_on_cancel=True
+                    run_job, job, limiter=self._limiter, abandon_on_cancel=True
                 )
         except TimeoutError:
             raise self.too_slow() from None
-
-    async def aclose(self) -> None:
-        pass
-
-

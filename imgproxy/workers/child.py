@@ -1,43 +1,34 @@
-"""A render worker process: caps itself, then renders one job at a time.
+"""A render worker process, the other half of :mod:`.processes`: it caps
+itself, then runs one job (:mod:`imgproxy.render.jobs`) at a time.
 
 Started by :class:`imgproxy.workers.ProcessRenderer` as
-``python -m imgproxy.render.worker <fd> <memory_mb> <cpu_seconds> <vips_concurrency>``
+``python -m imgproxy.workers.child <fd> <memory_mb> <cpu_seconds> <vips_concurrency>``
 with a clean environment (no signing keys, no cloud credentials) and one end
 of a socket pair as ``<fd>``. The wire format is length-prefixed frames:
 
-    parent -> worker   !Q length, pickle of a RenderJob      (the parent is trusted)
+    parent -> worker   !Q length, pickle of a job            (the parent is trusted)
     worker -> parent   !IQ meta/body lengths, JSON meta, body (the worker is not:
                        a decoder exploit must not become code in the server, so
                        the parent never unpickles what a worker sends)
 
-Meta is ``{"ready": pid}`` once at start, then per job either
-``{"ok": true, "width": w, "height": h}`` with the encoded variant as body, or
-``{"ok": false, "status": s, "error": e, "detail": d, "extra": {...}}``.
-``"exit": true`` in a reply says the worker exits after it (out of memory).
+Meta is ``{"ready": pid}`` once at start, then one result or error per job
+(:mod:`.codec`). ``"exit": true`` in a reply says the worker exits after it
+(out of memory).
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 import os
 import pickle
 import resource
 import socket
-import struct
 import sys
-import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-JOB_HEADER = struct.Struct("!Q")
-REPLY_HEADER = struct.Struct("!IQ")
-MAX_META = 64 * 1024
-
-
-def encode_reply(meta: dict[str, Any], body: bytes = b"") -> list[bytes]:
-    raw = json.dumps(meta).encode()
-    return [REPLY_HEADER.pack(len(raw), len(body)), raw, body]
+from .codec import JOB_HEADER, encode_reply
 
 
 def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
@@ -65,22 +56,6 @@ def _limit_cpu(seconds: int) -> None:
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-
-
-def _error_meta(exc: BaseException) -> dict[str, Any]:
-    from ..errors import ImgproxyError
-
-    if isinstance(exc, ImgproxyError):
-        extra = {k: v for k, v in exc.extra.items() if isinstance(v, (str, int, float))}
-        return {"ok": False, "status": exc.status, "error": exc.error, "detail": exc.detail,
-                "extra": extra}
-    if isinstance(exc, MemoryError):
-        return {"ok": False, "status": 413, "error": "too_large", "exit": True,
-                "detail": "rendering the original needs more memory than a worker may use",
-                "extra": {"limit": "worker_memory_mb"}}
-    # A bug, not the input: the parent logs it and answers 500, as in thread mode.
-    return {"ok": False, "status": 500, "error": "internal", "detail": repr(exc)[:500],
-            "extra": {"traceback": traceback.format_exc()[-4000:]}}
 
 
 #: Heap kept between jobs before it is given back to the system.
@@ -113,7 +88,8 @@ def _trimmer() -> Callable[[], None]:
 
 
 def serve(sock: socket.socket, cpu_seconds: int) -> None:
-    from . import render
+    from ..render import run_job
+    from .codec import encode_result, error_meta
 
     trim = _trimmer()
     while True:
@@ -126,16 +102,15 @@ def serve(sock: socket.socket, cpu_seconds: int) -> None:
         job = pickle.loads(payload)
         _limit_cpu(cpu_seconds)
         try:
-            rendered = render(job)
-        except BaseException as exc:  # noqa: BLE001 - every failure is reported, then judged
-            meta = _error_meta(exc)
+            result = run_job(job)
+        except BaseException as exc:
+            meta = error_meta(exc)
             _send(sock, meta)
             if meta.get("exit"):
                 return
         else:
-            meta = {"ok": True, "width": rendered.width, "height": rendered.height}
-            _send(sock, meta, rendered.body)
-            del rendered
+            _send(sock, *encode_result(result))
+            del result
         trim()
 
 
@@ -144,7 +119,7 @@ def _self_test() -> None:
     import pyvips
 
     from ..presets import Preset
-    from . import Limits, RenderJob, Source, render
+    from ..render import Limits, RenderJob, Source, render
 
     png = pyvips.Image.black(2, 2).pngsave_buffer()
     render(RenderJob(Source(data=png), Preset(name="self-test", width=1, height=1), "png", Limits()))
@@ -157,12 +132,12 @@ def main(argv: list[str]) -> int:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    from . import configure
+    from ..render import configure
 
     configure(vips_concurrency)
     try:
         _self_test()
-    except BaseException as exc:  # noqa: BLE001 - e.g. a memory cap too small to render at all
+    except BaseException as exc:
         print(f"imgproxy render worker: self-test failed: {exc!r}", file=sys.stderr)
         return 3
     sock = socket.socket(fileno=fd)

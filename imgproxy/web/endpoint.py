@@ -12,36 +12,32 @@ lookups and two ``send`` calls, with no framework objects built per request.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from .errors import BadRequest, Forbidden, ImgproxyError, NotFound
-from .metrics import OUTCOME, REQUESTS
-from .presets import Preset
-from .signing import verify
-from .stores import Variant
-from .urls import PREFIX, VariantRequest, parse_path, signature_from_query
-from .variants import Variants
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound
+from ..formats import OUTPUTS
+from ..metrics import OUTCOME, REQUESTS
+from ..presets import Preset
+from ..signing import verify
+from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
+from ..variants import VariantService
+from .responses import Receive, Scope, Send, VariantHeaders, not_modified_headers, send_error
 
 log = logging.getLogger("imgproxy")
 _PREFIX = PREFIX.encode()
 _TIER = {tier: (b"x-imgproxy-tier", tier.encode()) for tier in ("memory", "store", "render")}
-
 
 #: Verified URLs remembered per process; cleared whole when full (cheaper than LRU).
 VERIFIED_URLS = 65536
 
 
 class VariantEndpoint:
-    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: Variants) -> None:
+    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService) -> None:
         self.keys = tuple(keys)
         self.presets = presets
         self.variants = variants
+        self.headers = VariantHeaders()
         # Exact URL bytes whose signature and path were already checked: a repeat
         # request skips the HMAC and parsing. Keys and presets only change with
         # a restart, so an entry can never outlive the reason it was valid.
@@ -50,30 +46,31 @@ class VariantEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method not in ("GET", "HEAD"):
-            await send_error(send, _method_not_allowed())
+            await send_error(send, MethodNotAllowed("only GET and HEAD are allowed"))
             return
         try:
-            variant, tier = await self._variant(scope)
+            request, preset = self._checked(scope)
+            key, blob, tier = await self.variants.get(request, preset)
         except ImgproxyError as exc:
             REQUESTS.labels(exc.error).inc()
             await send_error(send, exc, head=method == "HEAD")
             return
         except Exception:  # a bug, not bad input: say so, keep serving
-            log.exception("unhandled error for %s", scope.get("path"))
+            log.exception("unhandled error (category: bug) for %s", scope.get("path"))
             REQUESTS.labels("internal").inc()
             await send_error(send, ImgproxyError("internal error"), head=method == "HEAD")
             return
-        if _not_modified(scope, variant):
+        headers = self.headers.get(key, blob, OUTPUTS[request.fmt].mime)
+        if _not_modified(scope, blob.etag):
             OUTCOME["not_modified"].inc()
-            await send({"type": "http.response.start", "status": 304,
-                        "headers": [h for h in variant.headers if h[0] in (b"etag", b"cache-control", b"last-modified")]})
+            await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(headers)})
             await send({"type": "http.response.body", "body": b""})
             return
         OUTCOME[tier].inc()
-        await send({"type": "http.response.start", "status": 200, "headers": [*variant.headers, _TIER[tier]]})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else variant.body})
+        await send({"type": "http.response.start", "status": 200, "headers": [*headers, _TIER[tier]]})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else blob.body})
 
-    async def _variant(self, scope: Scope) -> tuple[Variant, str]:
+    def _checked(self, scope: Scope) -> tuple[VariantRequest, Preset]:
         raw = scope.get("raw_path") or scope["path"].encode()
         url = (raw, scope.get("query_string", b""))
         checked = self._verified.get(url)
@@ -82,7 +79,7 @@ class VariantEndpoint:
             if len(self._verified) >= VERIFIED_URLS:
                 self._verified.clear()
             self._verified[url] = checked
-        return await self.variants.get(*checked)
+        return checked
 
     def _check(self, raw: bytes, query: bytes) -> tuple[VariantRequest, Preset]:
         signature = signature_from_query(query)
@@ -99,31 +96,9 @@ class VariantEndpoint:
         return request, preset
 
 
-def _not_modified(scope: Scope, variant: Variant) -> bool:
+def _not_modified(scope: Scope, etag: str) -> bool:
     for name, value in scope["headers"]:
         if name == b"if-none-match":
             tags = [t.strip().removeprefix("W/") for t in value.decode("latin-1").split(",")]
-            return "*" in tags or variant.etag in tags
+            return "*" in tags or etag in tags
     return False
-
-
-def _method_not_allowed() -> ImgproxyError:
-    error = ImgproxyError("only GET and HEAD are allowed")
-    error.status, error.error = 405, "method_not_allowed"
-    return error
-
-
-async def send_error(send: Send, exc: ImgproxyError, head: bool = False) -> None:
-    body = json.dumps(exc.body()).encode()
-    cache = b"no-store" if exc.max_age is None else f"public, max-age={exc.max_age}".encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", cache),
-    ]
-    if exc.retry_after is not None:
-        headers.append((b"retry-after", str(exc.retry_after).encode()))
-    if exc.status == 405:
-        headers.append((b"allow", b"GET, HEAD"))
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})

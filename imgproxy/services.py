@@ -1,0 +1,112 @@
+"""Everything a render needs, built and closed in one place: ``open_services(settings)``.
+
+The web app's lifespan, ``/healthz`` and the CLI commands that render without
+a server (warm-up, the queue consumer) all open the same services::
+
+    async with open_services(settings) as services:
+        key, blob, tier = await services.variants.get(request, preset)
+
+Stores are picked from a table by the URL scheme of their setting; each
+implementation has an async ``open(url, settings, clients)`` class method,
+and network stores share one client per process (:class:`Clients`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .cache.memory import memory_tier
+from .clients import Clients
+from .config import Settings
+from .errors import ImgproxyError
+from .keys import resolve_keys
+from .presets import Preset, load_presets
+from .render import Limits, Rendered, RenderJob, Source
+from .stores import OriginalStore, VariantStore
+from .variants import VariantService
+from .workers import Renderer, open_renderer
+
+log = logging.getLogger("imgproxy")
+
+#: URL scheme -> store implementation, imported only when used.
+ORIGINAL_STORES = {
+    "file": "imgproxy.stores.local:LocalOriginals",
+    "s3": "imgproxy.stores.s3:S3Originals",
+    "http": "imgproxy.stores.http:HttpOriginals",
+    "https": "imgproxy.stores.http:HttpOriginals",
+}
+VARIANT_STORES = {
+    "file": "imgproxy.stores.local:LocalVariants",
+    "s3": "imgproxy.stores.s3:S3Variants",
+}
+
+# A 2x2 PNG: the health check renders it through a render worker, end to end.
+_PROBE = Source(data=bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000020000000208020000"
+    "00fdd49a730000000b4944415408996360400600000e0001b19aea06"
+    "0000000049454e44ae426082"
+))
+_PROBE_PRESET = Preset(name="healthz", width=1, height=1)
+
+
+async def open_store(table: Mapping[str, str], url: str, settings: Settings, clients: Clients) -> Any:
+    """The store for ``url``'s scheme (settings validated the scheme already)."""
+    module, _, name = table[urlsplit(url.split(",")[0].strip()).scheme].partition(":")
+    return await getattr(importlib.import_module(module), name).open(url, settings, clients)
+
+
+def limits(settings: Settings) -> Limits:
+    s = settings
+    return Limits(max_source_pixels=s.max_source_pixels, max_frames=s.max_frames,
+                  max_output_pixels=s.max_output_pixels, max_source_bytes=s.max_source_bytes,
+                  max_svg_elements=s.max_svg_elements)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    presets: Mapping[str, Preset]
+    keys: tuple[str, ...]
+    originals: OriginalStore
+    store: VariantStore
+    renderer: Renderer
+    variants: VariantService
+
+    async def check_render(self) -> bool:
+        """Render a tiny PNG through the renderer (a worker, in process mode);
+        False when every worker is busy, which is load, not a fault (a stuck
+        worker is killed at ``render_timeout``). Raises ImgproxyError when
+        rendering does not work."""
+        if not self.renderer.idle:
+            return False
+        result = await self.renderer.run(RenderJob(_PROBE, _PROBE_PRESET, "png", Limits()))
+        if not isinstance(result, Rendered) or not result.body:
+            raise ImgproxyError("the health render returned nothing")
+        return True
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Build every service from ``settings``; on exit close them in reverse:
+    the renderer, the variant store, the originals store, then the clients."""
+    s = settings
+    presets = load_presets(s.presets)  # a bad preset stops start-up
+    keys = resolve_keys(s)
+    async with AsyncExitStack() as stack:
+        clients = Clients(s)  # one S3 and one HTTP client per process, made on first use
+        stack.push_async_callback(clients.aclose)
+        originals: OriginalStore = await open_store(ORIGINAL_STORES, s.originals, s, clients)
+        stack.push_async_callback(originals.aclose)
+        store: VariantStore = await open_store(VARIANT_STORES, s.variants, s, clients)
+        stack.push_async_callback(store.aclose)
+        renderer = await open_renderer(s)
+        stack.push_async_callback(renderer.aclose)
+        memory = memory_tier(s.memory_cache_mb * 1024 * 1024)
+        variants = VariantService(originals, store, memory, renderer, limits(s))
+        yield Services(s, presets, keys, originals, store, renderer, variants)

@@ -1,0 +1,62 @@
+"""What both renderers share: the bounded count of jobs in flight and the deadline."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TypeVar, cast
+
+from ..errors import GatewayTimeout, Unavailable
+from ..render import Job, Rendered, RenderJob, Result
+
+R = TypeVar("R", bound=Result)
+
+
+class RendererBase:
+    """``concurrency`` jobs run and ``queue`` more wait; past that, 503.
+
+    ``admit()`` is taken before the original is fetched, so a burst of misses
+    is refused before it downloads anything.
+    """
+
+    concurrency: int
+    capacity: int
+    pending: int
+    timeout: float
+    _closed: bool = False
+
+    @property
+    def workers(self) -> int:
+        return self.concurrency
+
+    @property
+    def idle(self) -> int:
+        """Threads or workers free to take a job now."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        if self._closed:
+            raise Unavailable("server is shutting down", retry_after=1)
+        if self.pending >= self.capacity:
+            raise Unavailable("render queue is full", retry_after=1)
+        self.pending += 1
+        try:
+            yield
+        finally:
+            self.pending -= 1
+
+    async def run(self, job: Job) -> Result:
+        """Run ``job`` in an admitted place (waits for a free thread or worker)."""
+        raise NotImplementedError
+
+    async def render(self, job: RenderJob) -> Rendered:
+        """``admit()`` and ``run(job)`` in one, for a single variant."""
+        with self.admit():
+            return cast(Rendered, await self.run(job))
+
+    def too_slow(self) -> GatewayTimeout:
+        return GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout")
+
+    async def aclose(self) -> None:
+        pass
