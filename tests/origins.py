@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import posixpath
 from typing import Any, Awaitable, Callable
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -35,7 +36,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
     seen.append(path)
     host = dict(scope["headers"]).get(b"host", b"").decode()
     jpeg = [(b"content-type", b"image/jpeg")]
-    if path in ("/img/photo.jpg", "/img/plain", "/img/remember.png", "/more/second.png"):
+    if posixpath.normpath(path.replace("\\", "/")) == "/private/secret.png":  # as lax origins resolve it
+        await respond(send, 200, PHOTO, jpeg)
+    elif path in ("/img/photo.jpg", "/img/plain", "/img/remember.png", "/more/second.png"):
         await respond(send, 200, PHOTO, jpeg)
     elif path == "/img/slow":
         await asyncio.sleep(30)
@@ -59,6 +62,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
         await respond(send, 302, headers=[(b"location", b"/img/photo.jpg")])
     elif path == "/img/redirect-outside":
         await respond(send, 302, headers=[(b"location", f"http://{host}/secret/photo.jpg".encode())])
+    elif path.startswith("/img/redirect-escaped-"):  # escapes that hide a way out of /img/
+        location = {"dots": b"/img/%2e%2e/private/secret.png", "upper": b"/img/%2E%2E/private/secret.png",
+                    "slash": b"/img/..%2fprivate/secret.png", "backslash": b"/img/..\\private\\secret.png",
+                    "pct5c": b"/img/..%5cprivate%5Csecret.png"}[path.rpartition("-escaped-")[2]]
+        await respond(send, 302, headers=[(b"location", location)])
+    elif path == "/img/redirect-unreserved":  # %70 is "p": allowed, and decoded before the check
+        await respond(send, 302, headers=[(b"location", b"/img/%70hoto.jpg")])
+    elif path == "/img/redirect-malformed":
+        await respond(send, 302, headers=[(b"location", b"http://[::1/img/photo.jpg")])
     elif path == "/img/redirect-private":  # on the allow-list, but a blocked address
         await respond(send, 302, headers=[(b"location", b"http://169.254.169.254/img/photo.jpg")])
     else:

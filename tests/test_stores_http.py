@@ -109,6 +109,28 @@ def test_redirects_never_leave_the_prefixes(server: Server, origin: str) -> None
     assert "refused origin URL outside the allowed prefixes" in server.logs()
 
 
+@pytest.mark.parametrize("how", ["dots", "upper", "slash", "backslash", "pct5c"])
+def test_redirects_cannot_hide_a_way_out_of_the_prefix(server: Server, origin: str, how: str) -> None:
+    """The origin would resolve ``/img/%2e%2e/private/secret.png`` to ``/private/secret.png``."""
+    before = len(origin_requests(origin))
+    response = server.get(server.url("small", f"redirect-escaped-{how}", "webp"))
+    assert response.status_code == 502, response.text
+    assert response.json() == {"error": "bad_gateway",
+                               "detail": "the origin redirected outside the allowed prefixes"}
+    assert origin_requests(origin)[before:] == [f"/img/redirect-escaped-{how}"]
+
+
+def test_redirect_with_unreserved_escapes_is_normalised_and_followed(server: Server, origin: str) -> None:
+    assert server.get(server.url("small", "redirect-unreserved", "webp")).status_code == 200
+    assert origin_requests(origin)[-1] == "/img/photo.jpg"
+
+
+def test_redirect_to_a_malformed_url_is_a_502(server: Server) -> None:
+    response = server.get(server.url("small", "redirect-malformed", "webp"))
+    assert response.status_code == 502, response.text
+    assert response.json()["error"] == "bad_gateway"
+
+
 def test_redirect_to_a_metadata_address_is_refused_before_connecting(
     origin: str, server_factory: Callable[..., Server]
 ) -> None:
@@ -139,6 +161,13 @@ def test_ids_stay_below_the_prefix() -> None:
     assert not store.allowed("http://h.example/imgx/a.jpg")
     assert not store.allowed("http://other.example/img/a.jpg")
     assert not store.allowed("https://h.example/img/a.jpg")
+    for hidden in ("%2e%2e/secret.jpg", "%2E%2E/secret.jpg", "..%2fsecret.jpg", "..%2Fsecret.jpg",
+                   "..%5csecret.jpg", "..%5Csecret.jpg", "..\\secret.jpg", "a\\b.jpg", "%2e/a.jpg"):
+        assert not store.allowed(f"http://h.example/img/{hidden}"), hidden
+    assert store.allowed("http://h.example/img/%61/b.jpg")  # %61 is "a"
+    assert not store.allowed("http://h.example/%69mg/../secret.jpg")
+    assert not store.allowed("http://h.example/img/%7e/../../secret.jpg")
+    assert not store.allowed("http://[::1/img/a.jpg")
     assert list(store.candidates("a/b"))[:3] == [
         "http://h.example/img/a/b", "http://h.example/img/a/b.jpg", "http://h.example/img/a/b.jpeg",
     ]
