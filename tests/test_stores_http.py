@@ -186,6 +186,26 @@ def test_ids_stay_below_the_prefix() -> None:
     ("fe80::1", False, False),
     ("0.0.0.0", False, False),
     ("224.0.0.1", False, False),
+    # IPv4 reached through IPv6 translators and tunnels: judged by the IPv4 rules
+    ("64:ff9b::a9fe:a9fe", False, False),  # NAT64 of 169.254.169.254
+    ("64:ff9b::7f00:1", False, True),
+    ("64:ff9b::a00:1", False, True),
+    ("64:ff9b::5db8:d822", True, True),  # NAT64 of 93.184.216.34
+    ("2002:7f00:1::", False, True),  # 6to4 of 127.0.0.1
+    ("2002:a9fe:a9fe::1", False, False),
+    ("2002:c0a8:101::", False, True),
+    ("2002:5db8:d822::1", True, True),
+    ("::127.0.0.1", False, True),  # IPv4-compatible
+    ("::169.254.169.254", False, False),
+    ("::ffff:0:7f00:1", False, True),  # IPv4-translated
+    ("::ffff:0:a9fe:a9fe", False, False),
+    ("::ffff:169.254.169.254", False, False),
+    ("::", False, False),
+    ("fec0::1", False, False),  # deprecated site-local
+    ("168.63.129.16", False, False),  # Azure's host endpoint
+    ("192.0.0.1", False, False),
+    ("192.0.0.9", False, False),
+    ("0.0.0.1", False, False),
 ])
 def test_address_rules(address: str, default: bool, development: bool) -> None:
     ip = ipaddress.ip_address(address)
@@ -202,7 +222,8 @@ class _Recorder(httpcore.AsyncNetworkBackend):
         raise httpcore.ConnectError("recorder never connects")
 
 
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "10.0.0.1", "169.254.169.254", "[::1]"])
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "10.0.0.1", "169.254.169.254", "[::1]",
+                                  "[64:ff9b::a9fe:a9fe]", "[2002:7f00:1::]", "168.63.129.16"])
 async def test_guard_refuses_before_dialling(host: str) -> None:
     inner = _Recorder()
     backend = GuardedBackend(allow_private=False, inner=inner)
