@@ -89,6 +89,15 @@ def test_origin_answers_map_to_statuses(server: Server, id: str, status: int, er
         assert response.headers["cache-control"] == ("no-store" if status >= 500 else response.headers["cache-control"])
 
 
+@pytest.mark.parametrize("id", ["broken", "liar", "redirect-outside", "redirect-escaped-dots"])
+def test_502_bodies_carry_no_host_status_or_library_text(server: Server, id: str) -> None:
+    response = server.get(server.url("thumbnail", id, "webp"))
+    assert response.status_code == 502
+    body = response.json()
+    assert set(body) == {"error", "detail"}, body
+    assert not any(leak in body["detail"] for leak in ("127.0.0.1", "500", "peer", "incomplete", "http")), body
+
+
 def test_lying_content_length_is_a_clear_error(server: Server) -> None:
     body = server.get(server.url("small", "liar", "webp")).json()
     assert "truncated" in body["detail"]
@@ -152,6 +161,8 @@ def test_loopback_origin_refused_unless_allowed(
     assert response.status_code == 502
     assert response.json()["detail"] == "the origin's address is not allowed"
     assert len(origin_requests(origin)) == before  # nothing reached the origin
+    assert set(response.json()) == {"error", "detail"}  # the host is in the log only
+    assert "refused to connect to origin 127.0.0.1" in strict.logs()
 
 
 def test_ids_stay_below_the_prefix() -> None:

@@ -120,7 +120,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         blocked = [a for a in addresses if not allowed(a, self.allow_private)]
         if blocked or not addresses:
             log.warning("refused to connect to origin %s at %s", host, ", ".join(map(str, blocked)))
-            raise BlockedAddress("the origin's address is not allowed", host=host)
+            raise BlockedAddress("the origin's address is not allowed")  # the host is in the log
         error: Exception | None = None
         for address in addresses:
             try:

@@ -21,6 +21,9 @@ httpx errors and origin answers are mapped where they enter::
     ├── blocked address (see guard.py)       BlockedAddress    502
     ├── unreachable                          BadGateway        502
     └── slower than download_timeout         GatewayTimeout    504
+
+A 502 body names the kind of failure only; the URL, host, origin status and
+httpx's text go to the log.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def mapped(url: str) -> Iterator[None]:
         raise GatewayTimeout("the origin did not answer in time") from exc
     except httpx.RemoteProtocolError as exc:
         log.warning("origin %s sent a broken response: %s", url, exc)
-        raise BadGateway("the origin's response was truncated or malformed", reason=str(exc)[:200]) from exc
+        raise BadGateway("the origin's response was truncated or malformed") from exc
     except httpx.HTTPError as exc:
         log.warning("origin %s failed: %s", url, exc)
         raise BadGateway("the origin is unreachable") from exc
@@ -146,7 +149,7 @@ class HttpOriginals:
             raise NotFound("no such original")
         if status != 200:
             log.warning("origin %s answered %d", url, status)
-            raise BadGateway(f"the origin answered {status}", origin_status=status)
+            raise BadGateway("the origin answered with an error")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise TooLarge(f"original is {declared} bytes; the limit is {self.max_bytes}",
