@@ -144,7 +144,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a :class:`GuardedBackend`; never uses proxies."""
+    """httpx's transport over a :class:`GuardedBackend`; never uses proxies.
+
+    Replacing ``_pool`` is the one private thing we rely on. httpx 0.28's
+    ``AsyncHTTPTransport`` takes no network backend, and the public way round
+    it (our own ``AsyncBaseTransport`` over an httpcore pool) would have to
+    copy httpx's private ``map_httpcore_exceptions`` and response wrapping,
+    which is more private behaviour, not less. If httpx renames ``_pool``,
+    ``test_guarded_client_never_connects_to_a_blocked_listener`` fails.
+    """
 
     def __init__(self, allow_private: bool, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
