@@ -4,6 +4,11 @@ Variants are written atomically (temp file, fsync, link into place) and never
 overwrite an existing file. Several processes sharing one folder serialise the
 render of a key with an OS file lock (``flock``), which the kernel releases if
 the holder dies, so a crash can never wedge a key.
+
+A variant folder that cannot be written (read-only, out of space or inodes,
+no permission) degrades to rendering without storing: the lock is skipped,
+each failure is logged and counted in ``imgproxy_store_errors_total``, and
+:attr:`LocalVariants.degraded` holds the last reason until a write succeeds.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 import anyio
 
 from ..errors import NotFound, TooLarge, Unavailable
+from ..metrics import STORE_ERRORS
 from ..render import Source
 from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of, file_path
 
@@ -85,7 +91,18 @@ class LocalVariants:
     def __init__(self, root: str) -> None:
         self.root = Path(root).resolve()
         self.locks = self.root / ".locks"
-        self.locks.mkdir(parents=True, exist_ok=True)
+        #: Why the last write (variant or lock) failed; None once one succeeds.
+        self.degraded: str | None = None
+        try:
+            self.locks.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._failed("lease", str(self.locks), exc)
+
+    def _failed(self, operation: str, what: str, exc: OSError) -> None:
+        STORE_ERRORS.labels(operation).inc()
+        self.degraded = f"{operation}: {exc.strerror or exc}"
+        log.error("variant store cannot write %s (%s): serving renders without storing them",
+                  what, exc.strerror or exc)
 
     @classmethod
     async def open(cls, url: str, settings: Settings, clients: Clients) -> LocalVariants:
@@ -128,12 +145,26 @@ class LocalVariants:
             os.unlink(tmp)
 
     async def put(self, key: str, variant: Variant, metadata: dict[str, str]) -> bool:
-        return await anyio.to_thread.run_sync(self._write, key, variant.body)
+        try:
+            stored = await anyio.to_thread.run_sync(self._write, key, variant.body)
+        except OSError as exc:
+            self.degraded = f"put: {exc.strerror or exc}"  # the caller logs and counts it
+            raise
+        self.degraded = None
+        return stored
 
     @asynccontextmanager
     async def lease(self, key: str) -> AsyncIterator[Variant | None]:
         name = hashlib.sha256(key.encode()).hexdigest()[:40]
-        fd = os.open(self.locks / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fd = os.open(self.locks / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            # Read-only, out of inodes, no permission: render unlocked. At
+            # worst two processes render the key; the store stays correct,
+            # since a variant is linked into place and never overwritten.
+            self._failed("lease", f"the lock of {key}", exc)
+            yield await self.get(key)
+            return
         try:
             delay = 0.002
             while True:
@@ -143,6 +174,9 @@ class LocalVariants:
                 except BlockingIOError:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.05)
+                except OSError as exc:  # no locks on this filesystem (ENOLCK): render unlocked
+                    self._failed("lease", f"the lock of {key}", exc)
+                    break
             yield await self.get(key)
         finally:
             os.close(fd)  # releases the lock
