@@ -184,3 +184,14 @@ async def test_a_store_folder_that_cannot_be_created_degrades_instead_of_failing
     assert store.degraded is not None
     async with store.lease("k.webp") as existing:
         assert existing is None
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+async def test_variant_files_honour_the_umask(tmp_path, umask):
+    store = LocalVariants(str(tmp_path / "v"))
+    old = os.umask(umask)
+    try:
+        assert await store.put("p/d/a.webp", variant(), {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "v" / "p" / "d" / "a.webp").stat().st_mode) == 0o666 & ~umask

@@ -19,7 +19,7 @@ import fcntl
 import hashlib
 import logging
 import os
-import tempfile
+import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator
@@ -129,7 +129,10 @@ class LocalVariants:
     def _write(self, key: str, body: bytes) -> bool:
         final = self.root / key
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+        # Not tempfile.mkstemp: its 0600 would hide variants from a web server
+        # or CDN origin reading the folder. 0666 here is cut by the umask.
+        tmp = final.parent / f".tmp-{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
