@@ -195,3 +195,35 @@ async def test_variant_files_honour_the_umask(tmp_path, umask):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "v" / "p" / "d" / "a.webp").stat().st_mode) == 0o666 & ~umask
+
+
+def test_errors_of_the_ids_shape_are_400_and_404_not_503(server_factory):
+    server = server_factory()
+    id = add_original(server, corpus(STAR), "star")
+    long = "a" * 300  # a file name is at most 255 bytes
+    (server.originals / "loop").symlink_to("loop")
+    (server.originals / "dir").mkdir()
+    (server.originals / "dir" / "inner").symlink_to("../dir/inner")
+    cases = [(long, 400), (f"dir/{long}", 400), (f"{long}/x", 400), ("loop", 404), ("dir/inner", 404),
+             ("dir/inner/x", 404)]
+    for bad, status in cases:
+        response = server.get(server.url("thumbnail", bad))
+        assert response.status_code == status, (bad, response.text)
+        assert "retry-after" not in response.headers
+    assert server.get(server.url("thumbnail", id)).status_code == 200
+
+
+async def test_local_stores_map_the_ids_shape(tmp_path):
+    originals = LocalOriginals(str(tmp_path), max_bytes=50)
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(BadRequest):
+        await originals.fetch("a" * 300)
+    with pytest.raises(NotFound):
+        await originals.fetch("loop")
+    store = LocalVariants(str(tmp_path / "v"))
+    (tmp_path / "v" / "p").mkdir()
+    with pytest.raises(BadRequest):
+        await store.get("p/" + "a" * 300 + ".webp")
+    (tmp_path / "v" / "p" / "loop.webp").symlink_to("loop.webp")
+    with pytest.raises(NotFound):
+        await store.get("p/loop.webp")

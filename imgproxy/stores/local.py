@@ -9,6 +9,8 @@ A variant folder that cannot be written (read-only, out of space or inodes,
 no permission) degrades to rendering without storing: the lock is skipped,
 each failure is logged and counted in ``imgproxy_store_errors_total``, and
 :attr:`LocalVariants.degraded` holds the last reason until a write succeeds.
+Errors an id's shape causes (a segment too long, a symlink loop) are 400 and
+404, never a 503 that a retry cannot cure.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 
 import anyio
 
-from ..errors import NotFound, TooLarge, Unavailable
+from ..errors import BadRequest, ImgproxyError, NotFound, TooLarge, Unavailable
 from ..metrics import STORE_ERRORS
 from ..render import Source
 from . import ORIGINAL_EXTENSIONS, Original, Variant, content_type_of, file_path
@@ -39,6 +41,15 @@ log = logging.getLogger("imgproxy.stores")
 _CANDIDATE_SUFFIXES = ("",) + tuple(
     f".{ext}" for e in ORIGINAL_EXTENSIONS for ext in (e, e.upper())
 )
+
+
+def _os_error(exc: OSError, store: str) -> ImgproxyError:
+    """An OSError to our error: the id's fault (400/404), else the store's (503)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return BadRequest("a segment of the id is too long")
+    if exc.errno == errno.ELOOP:
+        return NotFound("no such original" if store == "originals" else "no such variant")
+    return Unavailable(f"{store} store error: {exc.strerror}")
 
 
 def _inside(root: Path, id: str) -> Path:
@@ -67,7 +78,7 @@ class LocalOriginals:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
-                raise Unavailable(f"originals store error: {exc.strerror}") from None
+                raise _os_error(exc, "originals") from None
             if not candidate.is_file():
                 continue
             path = _inside(self.root, f"{id}{suffix}")
@@ -116,7 +127,7 @@ class LocalVariants:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except OSError as exc:
-            raise Unavailable(f"variant store error: {exc.strerror}") from None
+            raise _os_error(exc, "variant") from None
         return Variant.make(body, content_type_of(key), mtime)
 
     async def get(self, key: str) -> Variant | None:
