@@ -40,6 +40,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
         await respond(send, 200, PHOTO, jpeg)
     elif path in ("/img/photo.jpg", "/img/plain", "/img/remember.png", "/more/second.png"):
         await respond(send, 200, PHOTO, jpeg)
+    elif path == "/img/etag-utf8.jpg":  # S3 metadata takes ASCII only
+        await respond(send, 200, PHOTO, [*jpeg, (b"etag", b'"caf\xc3\xa9-\xe6\xbc\xa2"')])
+    elif path == "/img/etag-latin1.jpg":
+        await respond(send, 200, PHOTO, [*jpeg, (b"etag", b'W/"\xff\xfe %41"')])
+    elif path == "/img/etag-long.jpg":  # S3 metadata is 2 KB at most
+        await respond(send, 200, PHOTO, [*jpeg, (b"etag", b'"' + b"e" * 3000 + b'"')])
     elif path == "/img/slow":
         await asyncio.sleep(30)
         await respond(send, 200, PHOTO, jpeg)

@@ -16,8 +16,9 @@ from imgproxy.config import ConfigError, Settings
 from imgproxy.errors import ImgproxyError
 from imgproxy.presets import load_presets
 from imgproxy.stores import Variant
-from imgproxy.stores.s3 import S3Originals, S3Variants, parse_url
+from imgproxy.stores.s3 import S3Originals, S3Variants, metadata_value, parse_url
 from imgproxy.stores.s3errors import mapped
+from test_stores_http import origin  # noqa: F401 - the HTTP origin fixture
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 
@@ -135,6 +136,41 @@ def test_serves_from_s3_and_stores_variant_with_metadata(
     assert again.headers["x-imgproxy-tier"] == "store"
     assert again.content == first.content
     assert other.metric("imgproxy_renders_total") == 0
+
+
+@pytest.mark.parametrize("id", ["etag-utf8", "etag-latin1", "etag-long"])
+def test_a_hostile_origin_etag_is_stored_once_in_ascii_metadata(
+    server_factory: Callable[..., Server], moto: Moto, bucket: str, origin: str, id: str
+) -> None:
+    """S3 metadata is ASCII and at most 2 KB; the ETag of an HTTP origin is anyone's bytes."""
+    def start() -> Server:
+        return server_factory(originals=f"{origin}/img/", variants=f"s3://{bucket}/variants",
+                              env=moto.env(IMGPROXY_HTTP_ALLOW_PRIVATE="1"))
+
+    server = start()
+    first = server.get(server.url("thumbnail", id, "webp"))
+    assert first.status_code == 200 and first.headers["x-imgproxy-tier"] == "render", first.text
+    assert server.metric("imgproxy_store_errors_total") == 0, server.logs()
+    preset = load_presets(server.env["IMGPROXY_PRESETS"])["thumbnail"]
+    head = moto.client().head_object(Bucket=bucket, Key=f"variants/thumbnail/{preset.digest}/{id}.webp")
+    source = head["Metadata"]["source"]
+    assert source.isascii() and len(source) <= 512, source
+    assert sum(len(k) + len(v) for k, v in head["Metadata"].items()) <= 2048
+
+    other = start()  # another instance finds it stored: no second render
+    again = other.get(other.url("thumbnail", id, "webp"))
+    assert again.status_code == 200 and again.headers["x-imgproxy-tier"] == "store"
+    assert again.content == first.content
+    assert other.metric("imgproxy_renders_total") == 0
+
+
+def test_metadata_values_are_ascii_and_bounded() -> None:
+    assert metadata_value('https://h/img/a.jpg:"abc"') == 'https://h/img/a.jpg:"abc"'
+    assert metadata_value('x:"café 100%"') == 'x:"caf%C3%A9%20100%25"'
+    assert metadata_value("\udcff") == "%FF"  # undecodable bytes, kept as escapes
+    hashed = metadata_value("e" * 3000)
+    assert hashed.startswith("sha256:") and len(hashed) == 71
+    assert metadata_value("e" * 3000) == hashed != metadata_value("e" * 2999)
 
 
 def test_missing_original_is_404(s3_server: Callable[..., Server]) -> None:

@@ -8,10 +8,11 @@ Originals are streamed with a byte cap; variants are written with
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -26,6 +27,21 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 _CHUNK = 256 * 1024
+#: S3 user metadata is ASCII and at most 2 KB in all; we write two values.
+_METADATA_VALUE_MAX = 512
+_METADATA_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def metadata_value(value: str) -> str:
+    """``value`` as S3 takes it: non-ASCII, spaces and ``%`` percent-escaped
+    (UTF-8), and a SHA-256 in place of anything still over 512 characters.
+
+    The ``source`` metadata carries an origin's ETag, which is anyone's bytes.
+    """
+    escaped = quote(value, safe=_METADATA_SAFE, errors="surrogateescape")
+    if len(escaped) <= _METADATA_VALUE_MAX:
+        return escaped
+    return "sha256:" + hashlib.sha256(escaped.encode("ascii")).hexdigest()
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -131,7 +147,7 @@ class S3Variants:
                     Body=variant.body,
                     ContentType=variant.content_type,
                     CacheControl="public, max-age=31536000, immutable",
-                    Metadata=metadata,
+                    Metadata={name: metadata_value(value) for name, value in metadata.items()},
                     IfNoneMatch="*",  # never overwrite: a duplicate render loses here
                 )
             except ClientError as exc:
