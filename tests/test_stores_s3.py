@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -274,3 +275,29 @@ def test_error_mapping(raised: Exception, origin: bool, status: int, retry_after
     assert exc.value.__cause__ is raised
     if "Access" in str(raised):
         assert any(r.levelname == "CRITICAL" for r in caplog.records)
+
+
+@pytest.fixture
+def hung_s3() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers (a paused S3)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)  # never accepted: the kernel completes the handshake, nobody reads
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_hung_s3_gets_its_503_within_timeout_times_attempts(
+    server_factory: Callable[..., Server], moto: Moto, hung_s3: str
+) -> None:
+    """The README promises a miss its 503 within s3_timeout x s3_max_attempts."""
+    server = server_factory(
+        originals="s3://x-bucket/o", variants="s3://x-bucket/v",
+        env={**moto.env(IMGPROXY_S3_TIMEOUT="1", IMGPROXY_S3_MAX_ATTEMPTS="3"), "IMGPROXY_S3_ENDPOINT_URL": hung_s3},
+    )
+    for preset in ("thumbnail", "small"):
+        started = time.monotonic()
+        response = server.get(server.url(preset, "cat", "webp"))
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"]
+        assert elapsed < 3 + 0.5, elapsed

@@ -112,18 +112,20 @@ class S3Originals:
 
 
 class S3Variants:
-    def __init__(self, client: Any, url: str, lease_seconds: float) -> None:
+    def __init__(self, client: Any, url: str, lease_seconds: float, deadline: float | None = None) -> None:
         self.client = client
         self.bucket, self.prefix = parse_url(url)
-        self.leases = S3Lease(client, self.bucket, f"{self.prefix}.leases/", lease_seconds)
+        self.deadline = deadline  # per call, retries included (see s3errors)
+        self.leases = S3Lease(client, self.bucket, f"{self.prefix}.leases/", lease_seconds, deadline)
 
     @classmethod
     async def open(cls, url: str, settings: Settings, clients: Clients) -> S3Variants:
-        return cls(await clients.s3(), url, settings.s3_lease_seconds)
+        return cls(await clients.s3(), url, settings.s3_lease_seconds,
+                   settings.s3_timeout * settings.s3_max_attempts)
 
     async def get(self, key: str) -> Variant | None:
         try:
-            with mapped("get"):
+            with mapped("get", deadline=self.deadline):
                 obj = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
                 body = await obj["Body"].read()
         except NotFound:
@@ -132,14 +134,14 @@ class S3Variants:
 
     async def exists(self, key: str) -> bool:
         try:
-            with mapped("head"):
+            with mapped("head", deadline=self.deadline):
                 await self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         except NotFound:
             return False
         return True
 
     async def put(self, key: str, variant: Variant, metadata: dict[str, str]) -> bool:
-        with mapped("put"):
+        with mapped("put", deadline=self.deadline):
             try:
                 await self.client.put_object(
                     Bucket=self.bucket,
