@@ -301,3 +301,4 @@ def test_a_hung_s3_gets_its_503_within_timeout_times_attempts(
         assert response.status_code == 503, response.text
         assert response.headers["retry-after"]
         assert elapsed < 3 + 0.5, elapsed
+    assert "TimeoutError (deadline 3.0s)" in server.logs()

@@ -78,5 +78,5 @@ def mapped(what: str, *, origin: bool = False, deadline: float | None = None) ->
         raise Unavailable("storage is unavailable", retry_after=2) from exc
     except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
         STORE_ERRORS.labels(what).inc()
-        log.error("S3 %s failed: %s", what, exc)
+        log.error("S3 %s failed: %s", what, str(exc) or f"{type(exc).__name__} (deadline {deadline}s)")
         raise Unavailable("storage is unavailable", retry_after=2) from exc
