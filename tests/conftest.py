@@ -162,6 +162,36 @@ def add_original(server_or_root: Server | Path, source: Path, id: str, keep_suff
     return id
 
 
+# --- HTTP origins: tests/origins.py on a real uvicorn ------------------------------------
+
+ORIGIN_PHOTO = "exif/mei__Apple_iPhone_4.jpg"
+
+
+@pytest.fixture(scope="session")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of the test origin (``http://127.0.0.1:N``)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("origin") / "origin.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.origins:app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--timeout-graceful-shutdown", "1"],
+        cwd=ROOT, env={**os.environ, "ORIGIN_PHOTO": str(corpus(ORIGIN_PHOTO)), "PYTHONPATH": str(ROOT)},
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(base + "/stats", timeout=1)
+            break
+        except httpx.HTTPError:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    yield base
+    proc.kill()
+    proc.wait()
+
+
 # --- S3: moto in server mode, a separate process on 127.0.0.1 ------------------------------
 
 S3_ENV = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import posixpath
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
     seen.append(path)
     host = dict(scope["headers"]).get(b"host", b"").decode()
     jpeg = [(b"content-type", b"image/jpeg")]
-    if path in ("/img/photo.jpg", "/img/plain", "/img/remember.png", "/more/second.png"):
+    lax = posixpath.normpath(path.replace("\\", "/"))  # how a lax origin resolves the path
+    photos = ("/img/photo.jpg", "/img/plain", "/img/remember.png", "/more/second.png")
+    if lax == "/private/secret.png" or path in photos:
         await respond(send, 200, PHOTO, jpeg)
+    elif path == "/img/etag-utf8.jpg":  # S3 metadata takes ASCII only
+        await respond(send, 200, PHOTO, [*jpeg, (b"etag", b'"caf\xc3\xa9-\xe6\xbc\xa2"')])
+    elif path == "/img/etag-latin1.jpg":
+        await respond(send, 200, PHOTO, [*jpeg, (b"etag", b'W/"\xff\xfe %41"')])
+    elif path == "/img/etag-long.jpg":  # S3 metadata is 2 KB at most
+        await respond(send, 200, PHOTO, [*jpeg, (b"etag", b'"' + b"e" * 3000 + b'"')])
     elif path == "/img/slow":
         await asyncio.sleep(30)
         await respond(send, 200, PHOTO, jpeg)
@@ -65,6 +74,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
         await respond(send, 302, headers=[(b"location", b"/img/photo.jpg")])
     elif path == "/img/redirect-outside":
         await respond(send, 302, headers=[(b"location", f"http://{host}/secret/photo.jpg".encode())])
+    elif path.startswith("/img/redirect-escaped-"):  # escapes that hide a way out of /img/
+        location = {"dots": b"/img/%2e%2e/private/secret.png", "upper": b"/img/%2E%2E/private/secret.png",
+                    "slash": b"/img/..%2fprivate/secret.png", "backslash": b"/img/..\\private\\secret.png",
+                    "pct5c": b"/img/..%5cprivate%5Csecret.png"}[path.rpartition("-escaped-")[2]]
+        await respond(send, 302, headers=[(b"location", location)])
+    elif path == "/img/redirect-unreserved":  # %70 is "p": allowed, and decoded before the check
+        await respond(send, 302, headers=[(b"location", b"/img/%70hoto.jpg")])
+    elif path == "/img/redirect-malformed":
+        await respond(send, 302, headers=[(b"location", b"http://[::1/img/photo.jpg")])
     elif path == "/img/redirect-private":  # on the allow-list, but a blocked address
         await respond(send, 302, headers=[(b"location", b"http://169.254.169.254/img/photo.jpg")])
     else:

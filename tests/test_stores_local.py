@@ -1,8 +1,14 @@
 import asyncio
+import errno
+import os
+import stat
+import subprocess
+from pathlib import Path
 
 import pytest
+from conftest import add_original, corpus
 
-from imgproxy.errors import NotFound, TooLarge
+from imgproxy.errors import BadRequest, NotFound, TooLarge
 from imgproxy.stores import Blob, file_path
 from imgproxy.stores.local import LocalOriginals, LocalVariants
 
@@ -106,3 +112,118 @@ async def test_lease_released_when_holder_exits_with_error(tmp_path):
     async with asyncio.timeout(2):
         async with store.lease("k.webp") as existing:
             assert existing is None
+
+
+# --- store faults, through a real server ---------------------------------------------------
+
+STAR = "svg/linku__star.svg"
+
+
+def _mount_tmpfs(path: Path, options: str) -> None:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
+@pytest.fixture(params=["read-only", "out-of-inodes"])
+def unwritable_variants(request, tmp_path):
+    """A variant folder on a tmpfs where no file can be created (EROFS or ENOSPC)."""
+    mount = tmp_path / "store"
+    if request.param == "read-only":
+        _mount_tmpfs(mount, "size=1m")
+        (mount / "variants" / ".locks").mkdir(parents=True)
+        if subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+            pytest.skip("cannot remount a tmpfs read-only here")
+        expected = errno.EROFS
+    else:
+        _mount_tmpfs(mount, "size=1m,nr_inodes=16")
+        (mount / "variants" / ".locks").mkdir(parents=True)
+        with pytest.raises(OSError) as full:
+            for i in range(100):
+                (mount / f"filler-{i}").touch()
+        assert full.value.errno == errno.ENOSPC
+        expected = errno.ENOSPC
+    try:
+        with pytest.raises(OSError) as refused:
+            os.open(mount / "variants" / ".locks" / "probe.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        assert refused.value.errno == expected
+        yield mount / "variants"
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_an_unwritable_variant_store_serves_renders_and_counts_the_failures(
+    server_factory, unwritable_variants
+):
+    server = server_factory(variants=unwritable_variants)
+    id = add_original(server, corpus(STAR), "star")
+    for fmt in ("webp", "png"):
+        response = server.get(server.url("thumbnail", id, fmt))
+        assert response.status_code == 200, response.text
+        assert response.headers["x-imgproxy-tier"] == "render"
+    assert "serving renders without storing them" in server.logs()
+    # per miss: the lock, then the variant
+    assert server.metric("imgproxy_store_errors_total") == 4
+
+
+async def test_an_unwritable_store_records_why_it_is_degraded(unwritable_variants):
+    store = LocalVariants(str(unwritable_variants))
+    assert store.degraded is None
+    async with store.lease("p/d/a.webp") as existing:
+        assert existing is None
+    assert store.degraded is not None and store.degraded.startswith("lease: ")
+    with pytest.raises(OSError):
+        await store.put("p/d/a.webp", variant(), {})
+    assert store.degraded.startswith("put: ")
+
+
+async def test_a_store_folder_that_cannot_be_created_degrades_instead_of_failing(unwritable_variants):
+    store = LocalVariants(str(unwritable_variants / "not-yet"))
+    assert store.degraded is not None
+    async with store.lease("k.webp") as existing:
+        assert existing is None
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+async def test_variant_files_honour_the_umask(tmp_path, umask):
+    store = LocalVariants(str(tmp_path / "v"))
+    old = os.umask(umask)
+    try:
+        assert await store.put("p/d/a.webp", variant(), {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "v" / "p" / "d" / "a.webp").stat().st_mode) == 0o666 & ~umask
+
+
+def test_errors_of_the_ids_shape_are_400_and_404_not_503(server_factory):
+    server = server_factory()
+    id = add_original(server, corpus(STAR), "star")
+    long = "a" * 300  # a file name is at most 255 bytes
+    (server.originals / "loop").symlink_to("loop")
+    (server.originals / "dir").mkdir()
+    (server.originals / "dir" / "inner").symlink_to("../dir/inner")
+    cases = [(long, 400), (f"dir/{long}", 400), (f"{long}/x", 400), ("loop", 404), ("dir/inner", 404),
+             ("dir/inner/x", 404)]
+    for bad, status in cases:
+        response = server.get(server.url("thumbnail", bad))
+        assert response.status_code == status, (bad, response.text)
+        assert "retry-after" not in response.headers
+    assert server.get(server.url("thumbnail", id)).status_code == 200
+
+
+async def test_local_stores_map_the_ids_shape(tmp_path):
+    originals = LocalOriginals(str(tmp_path), max_bytes=50)
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(BadRequest):
+        await originals.fetch("a" * 300)
+    with pytest.raises(NotFound):
+        await originals.fetch("loop")
+    store = LocalVariants(str(tmp_path / "v"))
+    (tmp_path / "v" / "p").mkdir()
+    with pytest.raises(BadRequest):
+        await store.get("p/" + "a" * 300 + ".webp")
+    (tmp_path / "v" / "p" / "loop.webp").symlink_to("loop.webp")
+    with pytest.raises(NotFound):
+        await store.get("p/loop.webp")

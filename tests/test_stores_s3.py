@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ from imgproxy.config import ConfigError, Settings
 from imgproxy.errors import ImgproxyError
 from imgproxy.presets import load_presets
 from imgproxy.stores import Blob
-from imgproxy.stores.s3 import S3Originals, S3Variants, parse_url
+from imgproxy.stores.s3 import S3Originals, S3Variants, metadata_value, parse_url
 from imgproxy.stores.s3errors import mapped
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
@@ -137,6 +138,41 @@ def test_serves_from_s3_and_stores_variant_with_metadata(
     assert other.metric("imgproxy_renders_total") == 0
 
 
+@pytest.mark.parametrize("id", ["etag-utf8", "etag-latin1", "etag-long"])
+def test_a_hostile_origin_etag_is_stored_once_in_ascii_metadata(
+    server_factory: Callable[..., Server], moto: Moto, bucket: str, origin: str, id: str
+) -> None:
+    """S3 metadata is ASCII and at most 2 KB; the ETag of an HTTP origin is anyone's bytes."""
+    def start() -> Server:
+        return server_factory(originals=f"{origin}/img/", variants=f"s3://{bucket}/variants",
+                              env=moto.env(IMGPROXY_HTTP_ALLOW_PRIVATE="1"))
+
+    server = start()
+    first = server.get(server.url("thumbnail", id, "webp"))
+    assert first.status_code == 200 and first.headers["x-imgproxy-tier"] == "render", first.text
+    assert server.metric("imgproxy_store_errors_total") == 0, server.logs()
+    preset = load_presets(server.env["IMGPROXY_PRESETS"])["thumbnail"]
+    head = moto.client().head_object(Bucket=bucket, Key=f"variants/thumbnail/{preset.digest}/{id}.webp")
+    source = head["Metadata"]["source"]
+    assert source.isascii() and len(source) <= 512, source
+    assert sum(len(k) + len(v) for k, v in head["Metadata"].items()) <= 2048
+
+    other = start()  # another instance finds it stored: no second render
+    again = other.get(other.url("thumbnail", id, "webp"))
+    assert again.status_code == 200 and again.headers["x-imgproxy-tier"] == "store"
+    assert again.content == first.content
+    assert other.metric("imgproxy_renders_total") == 0
+
+
+def test_metadata_values_are_ascii_and_bounded() -> None:
+    assert metadata_value('https://h/img/a.jpg:"abc"') == 'https://h/img/a.jpg:"abc"'
+    assert metadata_value('x:"café 100%"') == 'x:"caf%C3%A9%20100%25"'
+    assert metadata_value("\udcff") == "%FF"  # undecodable bytes, kept as escapes
+    hashed = metadata_value("e" * 3000)
+    assert hashed.startswith("sha256:") and len(hashed) == 71
+    assert metadata_value("e" * 3000) == hashed != metadata_value("e" * 2999)
+
+
 def test_missing_original_is_404(s3_server: Callable[..., Server]) -> None:
     server = s3_server()
     response = server.get(server.url("thumbnail", "nope", "webp"))
@@ -217,7 +253,7 @@ def test_unreachable_s3_is_503_with_retry_after(server_factory: Callable[..., Se
     assert httpx.get(server.base_url + "/healthz").json()["status"] == "ok"
 
 
-@pytest.mark.parametrize(("raised", "origin", "status", "retry_after"), [
+@pytest.mark.parametrize(("raised", "is_origin", "status", "retry_after"), [
     (ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject"), True, 404, None),
     (ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject"), False, 503, 5),
     (ClientError({"Error": {"Code": "InvalidAccessKeyId"}}, "GetObject"), True, 503, 5),
@@ -228,13 +264,40 @@ def test_unreachable_s3_is_503_with_retry_after(server_factory: Callable[..., Se
     (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), True, 504, None),
     (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), False, 503, 2),
 ])
-def test_error_mapping(raised: Exception, origin: bool, status: int, retry_after: int | None,
+def test_error_mapping(raised: Exception, is_origin: bool, status: int, retry_after: int | None,
                        caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(ImgproxyError) as exc:
-        with mapped("get", origin=origin):
+        with mapped("get", origin=is_origin):
             raise raised
     assert exc.value.status == status
     assert exc.value.retry_after == retry_after
     assert exc.value.__cause__ is raised
     if "Access" in str(raised):
         assert any(r.levelname == "CRITICAL" for r in caplog.records)
+
+
+@pytest.fixture
+def hung_s3() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers (a paused S3)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)  # never accepted: the kernel completes the handshake, nobody reads
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_hung_s3_gets_its_503_within_timeout_times_attempts(
+    server_factory: Callable[..., Server], moto: Moto, hung_s3: str
+) -> None:
+    """The README promises a miss its 503 within s3_timeout x s3_max_attempts."""
+    server = server_factory(
+        originals="s3://x-bucket/o", variants="s3://x-bucket/v",
+        env={**moto.env(IMGPROXY_S3_TIMEOUT="1", IMGPROXY_S3_MAX_ATTEMPTS="3"), "IMGPROXY_S3_ENDPOINT_URL": hung_s3},
+    )
+    for preset in ("thumbnail", "small"):
+        started = time.monotonic()
+        response = server.get(server.url(preset, "cat", "webp"))
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"]
+        assert elapsed < 3 + 0.5, elapsed
+    assert "TimeoutError (deadline 3.0s)" in server.logs()

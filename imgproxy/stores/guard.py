@@ -10,12 +10,19 @@ before a packet is sent to the blocked address.
 
     always refused       link-local (169.254/16, fe80::/10, so the cloud
                          metadata endpoints), unspecified, multicast,
-                         reserved, and the named metadata addresses
+                         reserved, 0/8, 192.0.0/24, the deprecated
+                         site-local fec0::/10, and the named metadata
+                         addresses (Azure's 168.63.129.16 among them)
     refused by default   loopback and private ranges (10/8, 172.16/12,
                          192.168/16, 100.64/10, fc00::/7); the
                          ``http_allow_private`` setting allows them for
                          development
     allowed              global unicast addresses
+
+An IPv6 address that carries an IPv4 one to an IPv4 host is judged by the
+IPv4 rules: IPv4-mapped ``::ffff:a.b.c.d``, IPv4-translated
+``::ffff:0:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, NAT64 ``64:ff9b::/96``
+and 6to4 ``2002::/16`` (so ``64:ff9b::a9fe:a9fe`` is 169.254.169.254).
 """
 
 from __future__ import annotations
@@ -35,18 +42,38 @@ log = logging.getLogger("imgproxy.stores")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _METADATA = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254",
+    "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254", "168.63.129.16",
 ))
+_REFUSED = tuple(ipaddress.ip_network(n) for n in ("0.0.0.0/8", "192.0.0.0/24", "fec0::/10"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class BlockedAddress(BadGateway):
     """The origin resolved to an address we refuse to dial."""
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address that ``address`` reaches through a translator or tunnel, if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    low = ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    if address in _NAT64 or address in _IPV4_TRANSLATED:
+        return low
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: or ::1
+        return low
+    return None
+
+
 def allowed(address: IPAddress, allow_private: bool) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        address = embedded_ipv4(address) or address
     if address in _METADATA or address.is_link_local or address.is_unspecified or address.is_multicast:
+        return False
+    if any(address in network for network in _REFUSED):
         return False
     if address.is_global:
         return True
@@ -93,7 +120,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         blocked = [a for a in addresses if not allowed(a, self.allow_private)]
         if blocked or not addresses:
             log.warning("refused to connect to origin %s at %s", host, ", ".join(map(str, blocked)))
-            raise BlockedAddress("the origin's address is not allowed", host=host)
+            raise BlockedAddress("the origin's address is not allowed")  # the host is in the log
         error: Exception | None = None
         for address in addresses:
             try:
@@ -117,7 +144,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a :class:`GuardedBackend`; never uses proxies."""
+    """httpx's transport over a :class:`GuardedBackend`; never uses proxies.
+
+    Replacing ``_pool`` is the one private thing we rely on. httpx 0.28's
+    ``AsyncHTTPTransport`` takes no network backend, and the public way round
+    it (our own ``AsyncBaseTransport`` over an httpcore pool) would have to
+    copy httpx's private ``map_httpcore_exceptions`` and response wrapping,
+    which is more private behaviour, not less. If httpx renames ``_pool``,
+    ``test_guarded_client_never_connects_to_a_blocked_listener`` fails.
+    """
 
     def __init__(self, allow_private: bool, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)

@@ -3,9 +3,11 @@
 An id resolves below a prefix and can never leave it: ids are segments of
 ``[A-Za-z0-9._-]`` without ``.``/``..`` (see :func:`imgproxy.urls.check_id`),
 and every URL we request, redirects included, must start with one of the
-prefixes. Prefixes are tried in order; below each, the id is tried as given
-and then with :data:`HTTP_EXTENSIONS` (``photo``, ``photo.jpg``, ...) until
-one answers 200. Where an id was found is remembered, so later variants of
+prefixes once normalised (:func:`normalise`; a path with ``%2e``, ``%2f``,
+``%5c`` or ``\\`` is refused: an origin may resolve them after our check).
+Prefixes are tried in order; below each, the id is tried as given and then
+with :data:`HTTP_EXTENSIONS` (``photo``, ``photo.jpg``, ...) until one
+answers 200. Where an id was found is remembered, so later variants of
 it cost one request.
 
 httpx errors and origin answers are mapped where they enter::
@@ -19,11 +21,15 @@ httpx errors and origin answers are mapped where they enter::
     ├── blocked address (see guard.py)       BlockedAddress    502
     ├── unreachable                          BadGateway        502
     └── slower than download_timeout         GatewayTimeout    504
+
+A 502 body names the kind of failure only; the URL, host, origin status and
+httpx's text go to the log.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +50,34 @@ log = logging.getLogger("imgproxy.stores")
 HTTP_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "avif", "gif")
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: An escaped dot, slash or backslash, or a backslash: an origin may decode and
+#: resolve these after our prefix check, so a path holding one is refused.
+_HIDDEN = re.compile(r"%(2e|2f|5c)|\\", re.IGNORECASE)
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else match.group(0).upper()
+
+
+def normalise(url: str) -> str | None:
+    """``url`` as we request it: unreserved escapes decoded, dot segments resolved.
+
+    None if it cannot be parsed, or its path hides a dot, slash or backslash
+    (:data:`_HIDDEN`).
+    """
+    try:
+        parsed = httpx.URL(url)
+        path, mark, query = parsed.raw_path.decode("ascii").partition("?")
+        if _HIDDEN.search(path):
+            return None
+        path = _ESCAPE.sub(_unescape, path)
+        # Parsing again resolves the dot segments the decoding may have revealed.
+        return str(httpx.URL(f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{path}{mark}{query}"))
+    except (httpx.InvalidURL, UnicodeError):
+        return None
 
 
 @contextmanager
@@ -54,7 +88,7 @@ def mapped(url: str) -> Iterator[None]:
         raise GatewayTimeout("the origin did not answer in time") from exc
     except httpx.RemoteProtocolError as exc:
         log.warning("origin %s sent a broken response: %s", url, exc)
-        raise BadGateway("the origin's response was truncated or malformed", reason=str(exc)[:200]) from exc
+        raise BadGateway("the origin's response was truncated or malformed") from exc
     except httpx.HTTPError as exc:
         log.warning("origin %s failed: %s", url, exc)
         raise BadGateway("the origin is unreachable") from exc
@@ -63,7 +97,7 @@ def mapped(url: str) -> Iterator[None]:
 class HttpOriginals:
     def __init__(self, client: httpx.AsyncClient, prefixes: list[str], max_bytes: int, timeout: float) -> None:
         self.client = client
-        self.prefixes = [str(httpx.URL(p.strip())) for p in prefixes]
+        self.prefixes = [normalise(p.strip()) or str(httpx.URL(p.strip())) for p in prefixes]
         self.max_bytes = max_bytes
         self.timeout = timeout
         self._urls: OrderedDict[str, str] = OrderedDict()  # id -> URL it was found at
@@ -74,8 +108,8 @@ class HttpOriginals:
         return cls(clients.http(), prefixes, settings.max_source_bytes, settings.download_timeout)
 
     def allowed(self, url: str) -> bool:
-        normal = str(httpx.URL(url))  # dot segments removed, host lower-cased
-        return any(normal.startswith(prefix) for prefix in self.prefixes)
+        normal = normalise(url)  # escapes decoded, dot segments removed, host lower-cased
+        return normal is not None and any(normal.startswith(prefix) for prefix in self.prefixes)
 
     def candidates(self, id: str) -> Iterator[str]:
         if id in self._urls:
@@ -101,6 +135,7 @@ class HttpOriginals:
             if not self.allowed(url):
                 log.warning("refused origin URL outside the allowed prefixes: %s", url)
                 raise BadGateway("the origin redirected outside the allowed prefixes")
+            url = normalise(url) or url  # what was checked is what is requested
             with mapped(url):
                 async with self.client.stream("GET", url) as response:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
@@ -115,7 +150,7 @@ class HttpOriginals:
             raise NotFound("no such original")
         if status != 200:
             log.warning("origin %s answered %d", url, status)
-            raise BadGateway(f"the origin answered {status}", origin_status=status)
+            raise BadGateway("the origin answered with an error")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise TooLarge(f"original is {declared} bytes; the limit is {self.max_bytes}",

@@ -4,6 +4,13 @@ Variants are written atomically (temp file, fsync, link into place) and never
 overwrite an existing file. Several processes sharing one folder serialise the
 render of a key with an OS file lock (``flock``), which the kernel releases if
 the holder dies, so a crash can never wedge a key.
+
+A variant folder that cannot be written (read-only, out of space or inodes,
+no permission) degrades to rendering without storing: the lock is skipped,
+each failure is logged and counted in ``imgproxy_store_errors_total``, and
+:attr:`LocalVariants.degraded` holds the last reason until a write succeeds.
+Errors an id's shape causes (a segment too long, a symlink loop) are 400 and
+404, never a 503 that a retry cannot cure.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import fcntl
 import hashlib
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +29,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..errors import NotFound, TooLarge, Unavailable
+from ..errors import BadRequest, ImgproxyError, NotFound, TooLarge, Unavailable
+from ..metrics import STORE_ERRORS
 from ..render import Source
 from . import ORIGINAL_EXTENSIONS, Blob, Original, file_path
 
@@ -34,6 +42,15 @@ log = logging.getLogger("imgproxy.stores")
 _CANDIDATE_SUFFIXES = ("",) + tuple(
     f".{ext}" for e in ORIGINAL_EXTENSIONS for ext in (e, e.upper())
 )
+
+
+def _os_error(exc: OSError, store: str) -> ImgproxyError:
+    """An OSError to our error: the id's fault (400/404), else the store's (503)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return BadRequest("a segment of the id is too long")
+    if exc.errno == errno.ELOOP:
+        return NotFound("no such original" if store == "originals" else "no such variant")
+    return Unavailable(f"{store} store error: {exc.strerror}")
 
 
 def _inside(root: Path, id: str) -> Path:
@@ -62,7 +79,7 @@ class LocalOriginals:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
-                raise Unavailable(f"originals store error: {exc.strerror}") from None
+                raise _os_error(exc, "originals") from None
             if not candidate.is_file():
                 continue
             path = _inside(self.root, f"{id}{suffix}")
@@ -86,7 +103,18 @@ class LocalVariants:
     def __init__(self, root: str) -> None:
         self.root = Path(root).resolve()
         self.locks = self.root / ".locks"
-        self.locks.mkdir(parents=True, exist_ok=True)
+        #: Why the last write (variant or lock) failed; None once one succeeds.
+        self.degraded: str | None = None
+        try:
+            self.locks.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._failed("lease", str(self.locks), exc)
+
+    def _failed(self, operation: str, what: str, exc: OSError) -> None:
+        STORE_ERRORS.labels(operation).inc()
+        self.degraded = f"{operation}: {exc.strerror or exc}"
+        log.error("variant store cannot write %s (%s): serving renders without storing them",
+                  what, exc.strerror or exc)
 
     @classmethod
     async def open(cls, url: str, settings: Settings, clients: Clients) -> LocalVariants:
@@ -100,7 +128,7 @@ class LocalVariants:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except OSError as exc:
-            raise Unavailable(f"variant store error: {exc.strerror}") from None
+            raise _os_error(exc, "variant") from None
         return Blob.of(body, mtime)
 
     async def get(self, key: str) -> Blob | None:
@@ -113,7 +141,10 @@ class LocalVariants:
     def _write(self, key: str, body: bytes) -> bool:
         final = self.root / key
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+        # Not tempfile.mkstemp: its 0600 would hide variants from a web server
+        # or CDN origin reading the folder. 0666 here is cut by the umask.
+        tmp = final.parent / f".tmp-{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
@@ -129,12 +160,26 @@ class LocalVariants:
             os.unlink(tmp)
 
     async def put(self, key: str, blob: Blob, metadata: Mapping[str, str]) -> bool:
-        return await anyio.to_thread.run_sync(self._write, key, blob.body)
+        try:
+            stored = await anyio.to_thread.run_sync(self._write, key, blob.body)
+        except OSError as exc:
+            self.degraded = f"put: {exc.strerror or exc}"  # the caller logs and counts it
+            raise
+        self.degraded = None
+        return stored
 
     @asynccontextmanager
     async def lease(self, key: str) -> AsyncIterator[Blob | None]:
         name = hashlib.sha256(key.encode()).hexdigest()[:40]
-        fd = os.open(self.locks / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fd = os.open(self.locks / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            # Read-only, out of inodes, no permission: render unlocked. At
+            # worst two processes render the key; the store stays correct,
+            # since a variant is linked into place and never overwritten.
+            self._failed("lease", f"the lock of {key}", exc)
+            yield await self.get(key)
+            return
         try:
             delay = 0.002
             while True:
@@ -144,6 +189,9 @@ class LocalVariants:
                 except BlockingIOError:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.05)
+                except OSError as exc:  # no locks on this filesystem (ENOLCK): render unlocked
+                    self._failed("lease", f"the lock of {key}", exc)
+                    break
             yield await self.get(key)
         finally:
             os.close(fd)  # releases the lock

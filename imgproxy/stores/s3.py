@@ -8,11 +8,12 @@ Originals are streamed with a byte cap; variants are written with
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -29,6 +30,21 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 _CHUNK = 256 * 1024
+#: S3 user metadata is ASCII and at most 2 KB in all; we write two values.
+_METADATA_VALUE_MAX = 512
+_METADATA_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def metadata_value(value: str) -> str:
+    """``value`` as S3 takes it: non-ASCII, spaces and ``%`` percent-escaped
+    (UTF-8), and a SHA-256 in place of anything still over 512 characters.
+
+    The ``source`` metadata carries an origin's ETag, which is anyone's bytes.
+    """
+    escaped = quote(value, safe=_METADATA_SAFE, errors="surrogateescape")
+    if len(escaped) <= _METADATA_VALUE_MAX:
+        return escaped
+    return "sha256:" + hashlib.sha256(escaped.encode("ascii")).hexdigest()
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -99,18 +115,20 @@ class S3Originals:
 
 
 class S3Variants:
-    def __init__(self, client: Any, url: str, lease_seconds: float) -> None:
+    def __init__(self, client: Any, url: str, lease_seconds: float, deadline: float | None = None) -> None:
         self.client = client
         self.bucket, self.prefix = parse_url(url)
-        self.leases = S3Lease(client, self.bucket, f"{self.prefix}.leases/", lease_seconds)
+        self.deadline = deadline  # per call, retries included (see s3errors)
+        self.leases = S3Lease(client, self.bucket, f"{self.prefix}.leases/", lease_seconds, deadline)
 
     @classmethod
     async def open(cls, url: str, settings: Settings, clients: Clients) -> S3Variants:
-        return cls(await clients.s3(), url, settings.s3_lease_seconds)
+        return cls(await clients.s3(), url, settings.s3_lease_seconds,
+                   settings.s3_timeout * settings.s3_max_attempts)
 
     async def get(self, key: str) -> Blob | None:
         try:
-            with mapped("get"):
+            with mapped("get", deadline=self.deadline):
                 obj = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
                 body = await obj["Body"].read()
         except NotFound:
@@ -119,14 +137,14 @@ class S3Variants:
 
     async def exists(self, key: str) -> bool:
         try:
-            with mapped("head"):
+            with mapped("head", deadline=self.deadline):
                 await self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         except NotFound:
             return False
         return True
 
     async def put(self, key: str, blob: Blob, metadata: Mapping[str, str]) -> bool:
-        with mapped("put"):
+        with mapped("put", deadline=self.deadline):
             try:
                 await self.client.put_object(
                     Bucket=self.bucket,
@@ -134,7 +152,7 @@ class S3Variants:
                     Body=blob.body,
                     ContentType=mime_of(key),
                     CacheControl=IMMUTABLE,  # for a CDN that serves the bucket directly
-                    Metadata=dict(metadata),
+                    Metadata={name: metadata_value(value) for name, value in metadata.items()},
                     IfNoneMatch="*",  # never overwrite: a duplicate render loses here
                 )
             except ClientError as exc:

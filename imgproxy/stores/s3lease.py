@@ -63,11 +63,13 @@ class LeaseState:
 
 
 class S3Lease:
-    def __init__(self, client: Any, bucket: str, prefix: str, seconds: float) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str, seconds: float,
+                 deadline: float | None = None) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
         self.seconds = seconds
+        self.deadline = deadline  # per S3 call, retries included
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
     @asynccontextmanager
@@ -129,7 +131,7 @@ class S3Lease:
         body = json.dumps({"holder": self.holder, "nonce": uuid.uuid4().hex,
                            "seconds": self.seconds}).encode()
         try:
-            with mapped("lease"):
+            with mapped("lease", deadline=self.deadline):
                 try:
                     response = await self.client.put_object(
                         Bucket=self.bucket, Key=self._key(key), Body=body,
@@ -147,7 +149,7 @@ class S3Lease:
 
     async def _read(self, key: str) -> LeaseState | None:
         try:
-            with mapped("lease"):
+            with mapped("lease", deadline=self.deadline):
                 head = await self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except NotFound:
             return None
@@ -170,10 +172,10 @@ class S3Lease:
         """
         try:
             if found or (done and await exists(key)):
-                with mapped("lease"):
+                with mapped("lease", deadline=self.deadline):
                     await self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
                 return
-            with mapped("lease"):
+            with mapped("lease", deadline=self.deadline):
                 try:
                     await self.client.put_object(
                         Bucket=self.bucket, Key=self._key(key),
