@@ -29,7 +29,7 @@ run: $(STAMP_RUN)
 	$(BIN)/imgproxy serve $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
-	$(BIN)/ruff check imgproxy tests bench
+	$(BIN)/ruff check imgproxy tests bench loadtest
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra
 

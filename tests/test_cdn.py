@@ -1,4 +1,4 @@
-"""The README's nginx cache in front of a real server: what a CDN sees."""
+"""deploy/nginx.conf in front of a real server: what a CDN sees."""
 
 import os
 import shutil
@@ -7,11 +7,18 @@ import time
 
 import httpx
 import pytest
-from conftest import add_original, corpus, free_port
+from conftest import ROOT, add_original, corpus, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 
-CONF = """
+SNIPPET = ROOT / "deploy" / "nginx.conf"
+# The shipped snippet, with the cache path, listen address and upstream changed.
+EDITS = {
+    "/var/cache/nginx/img": "{tmp}/cache",
+    "listen 80;": "listen 127.0.0.1:{port};",
+    "server 127.0.0.1:8080;": "server {upstream};",
+}
+MAIN = """
 {user}
 daemon off;
 worker_processes 1;
@@ -25,21 +32,7 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    proxy_cache_path {tmp}/cache levels=1:2 keys_zone=img:8m max_size=1g inactive=30d use_temp_path=off;
-    upstream imgproxy {{ server {upstream}; keepalive 16; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location /v/ {{
-            proxy_pass http://imgproxy;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache img;
-            proxy_cache_key $uri$is_args$args;
-            proxy_cache_lock on;
-            proxy_cache_use_stale error timeout updating http_503;
-            add_header X-Cache $upstream_cache_status;
-        }}
-    }}
+    include {tmp}/imgproxy.conf;
 }}
 """
 
@@ -47,16 +40,22 @@ http {{
 @pytest.fixture
 def cdn(server, tmp_path):
     port = free_port()
+    values = {"tmp": tmp_path, "port": port, "upstream": server.base_url.removeprefix("http://")}
+    snippet = SNIPPET.read_text()
+    for old, new in EDITS.items():
+        assert snippet.count(old) == 1, f"deploy/nginx.conf no longer has {old!r} once"
+        snippet = snippet.replace(old, new.format(**values))
+    (tmp_path / "imgproxy.conf").write_text(snippet)
     conf = tmp_path / "nginx.conf"
     # As root, nginx's workers would drop to 'nobody', who cannot enter pytest's tmp dirs.
     user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(CONF.format(tmp=tmp_path, port=port, user=user,
-                                upstream=server.base_url.removeprefix("http://")))
+    conf.write_text(MAIN.format(user=user, **values))
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp_path / "error.log").read_text()
         try:
             httpx.get(base + "/", timeout=1)
             break
@@ -86,7 +85,7 @@ def test_cdn_never_caches_signature_failures(server, cdn):
     forged = url[:-3] + ("AAA" if not url.endswith("AAA") else "BBB")
     for _ in range(2):
         r = httpx.get(forged)
-        assert r.status_code == 403 and r.headers.get("x-cache") != "HIT"
+        assert r.status_code == 403 and r.headers["x-cache"] == "MISS"
     assert server.metric('imgproxy_requests_total{outcome="forbidden"}') == 2
     # A real URL after the forgeries is unaffected.
     assert httpx.get(url).status_code == 200
@@ -105,3 +104,24 @@ def test_cdn_herd_reaches_imgproxy_once(server, cdn):
     responses = asyncio.run(herd())
     assert {r.status_code for r in responses} == {200}
     assert server.metric("imgproxy_renders_total") == 1
+
+
+def test_cdn_keeps_only_s_in_the_cache_key(server, cdn):
+    add_original(server, corpus("exif/mei__Nikon_D1X.jpg"), "p")
+    url = server.url("thumbnail", "p", "webp").replace(server.base_url, cdn)
+    path, s = url.split("?")
+    shared = httpx.get(f"{path}?utm_source=facebook&{s}&fbclid=x1")
+    canonical = httpx.get(url)
+    assert (shared.status_code, canonical.status_code) == (200, 200)
+    assert (shared.headers["x-cache"], canonical.headers["x-cache"]) == ("MISS", "HIT")
+    assert shared.headers["x-imgproxy-tier"] == "render" and "x-imgproxy-tier" not in canonical.headers
+    assert server.metric("imgproxy_requests_total") == 1
+
+
+def test_cdn_keeps_not_found_briefly(server, cdn):
+    url = server.url("thumbnail", "missing", "webp").replace(server.base_url, cdn)
+    first, second = httpx.get(url), httpx.get(url)
+    assert (first.status_code, second.status_code) == (404, 404)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+    assert server.metric("imgproxy_requests_total") == 1
+    assert "proxy_cache_valid 400 404 413 415 422 10s;" in SNIPPET.read_text()
