@@ -227,3 +227,22 @@ async def test_local_stores_map_the_ids_shape(tmp_path):
     (tmp_path / "v" / "p" / "loop.webp").symlink_to("loop.webp")
     with pytest.raises(NotFound):
         await store.get("p/loop.webp")
+
+
+async def test_originals_list_their_keys_below_a_prefix(originals):
+    (originals.root / "photos" / ".hidden.jpg").write_bytes(b"x")
+    every = ["big.png", "link", "photos/42.jpg", "photos/IMG.HEIC", "plain"]
+    assert sorted([k async for k in originals.list_keys()]) == every
+    assert sorted([k async for k in originals.list_keys("photos/")]) == ["photos/42.jpg", "photos/IMG.HEIC"]
+    assert [k async for k in originals.list_keys("pl")] == ["plain"]
+
+
+async def test_variants_list_and_delete(tmp_path):
+    store = LocalVariants(str(tmp_path / "v"))
+    for key in ("p/d1/a.webp", "p/d1/b/c.avif", "q/d2/a.jpg"):
+        assert await store.put(key, Blob.of(b"12345", 0), {})
+    assert sorted([e async for e in store.list()]) == [("p/d1/a.webp", 5), ("p/d1/b/c.avif", 5), ("q/d2/a.jpg", 5)]
+    assert [k async for k, _ in store.list("q/")] == ["q/d2/a.jpg"]
+    assert await store.exists("p/d1/a.webp")
+    assert await store.delete("p/d1/a.webp") and not await store.delete("p/d1/a.webp")
+    assert not await store.exists("p/d1/a.webp")

@@ -301,3 +301,20 @@ def test_a_hung_s3_gets_its_503_within_timeout_times_attempts(
         assert response.headers["retry-after"]
         assert elapsed < 3 + 0.5, elapsed
     assert "TimeoutError (deadline 3.0s)" in server.logs()
+
+
+async def test_listing_and_deleting(s3: object, bucket: str, moto: Moto) -> None:
+    from imgproxy.stores import id_of
+
+    for key in ("o/a/cat.jpg", "o/a/dog", "o/b/cow.PNG"):
+        put_original(moto, bucket, key, corpus(PHOTO))
+    originals = S3Originals(s3, f"s3://{bucket}/o", 1 << 30, 10)
+    assert sorted([k async for k in originals.list_keys()]) == ["a/cat.jpg", "a/dog", "b/cow.PNG"]
+    assert sorted([id_of(k) async for k in originals.list_keys("a/")]) == ["a/cat", "a/dog"]
+    store = S3Variants(s3, f"s3://{bucket}/v", 60)
+    assert await store.put("p/d/x.webp", Blob.of(b"1234", 0), {})
+    async with store.lease("p/d/y.webp"):  # leaves a lease object that must not be listed
+        pass
+    assert [e async for e in store.list()] == [("p/d/x.webp", 4)]
+    assert await store.delete("p/d/x.webp") and not await store.delete("p/d/x.webp")
+    assert [e async for e in store.list()] == []

@@ -19,7 +19,7 @@ store resolves which (only on a miss, since hits never reach it).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,7 +32,7 @@ from ..formats import ORIGINAL_EXTENSIONS
 from ..render import Source
 
 __all__ = ["ORIGINAL_EXTENSIONS", "Blob", "Original", "OriginalStore", "VariantStore",
-           "download_deadline", "file_path", "read_capped"]
+           "download_deadline", "file_path", "id_of", "read_capped"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,23 @@ class OriginalStore(Protocol):
     async def fetch(self, id: str) -> Original:
         """The original for ``id``; raises NotFound, TooLarge or Unavailable."""
 
+    def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every original's store key (extension included) below ``prefix``, in no
+        set order; raises Unsupported where a store cannot list (HTTP origins)."""
+
     async def aclose(self) -> None: ...
 
 
 class VariantStore(Protocol):
     async def get(self, key: str) -> Blob | None: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
+        """``(key, size)`` of every variant below ``prefix`` (leases and locks excluded)."""
+
+    async def delete(self, key: str) -> bool:
+        """Remove a variant; False if it was not there."""
 
     async def put(self, key: str, blob: Blob, metadata: Mapping[str, str]) -> bool:
         """Store atomically, never overwriting; False if it was already there."""
@@ -76,6 +88,12 @@ class VariantStore(Protocol):
         """
 
     async def aclose(self) -> None: ...
+
+
+def id_of(key: str) -> str:
+    """The id an original's store key serves: the key without a known extension."""
+    stem, dot, ext = key.rpartition(".")
+    return stem if dot and stem and ext.lower() in ORIGINAL_EXTENSIONS else key
 
 
 def file_path(url: str) -> str:

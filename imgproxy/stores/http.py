@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import httpx
+from cachetools import LRUCache
 
-from ..errors import BadGateway, GatewayTimeout, NotFound, TooLarge
+from ..errors import BadGateway, GatewayTimeout, NotFound, TooLarge, Unsupported
 from ..render import Source
 from . import Original, download_deadline, read_capped
 
@@ -100,7 +100,7 @@ class HttpOriginals:
         self.prefixes = [normalise(p.strip()) or str(httpx.URL(p.strip())) for p in prefixes]
         self.max_bytes = max_bytes
         self.timeout = timeout
-        self._urls: OrderedDict[str, str] = OrderedDict()  # id -> URL it was found at
+        self._urls: LRUCache[str, str] = LRUCache(maxsize=10_000)  # id -> URL it was found at
 
     @classmethod
     async def open(cls, url: str, settings: Settings, clients: Clients) -> HttpOriginals:
@@ -112,8 +112,9 @@ class HttpOriginals:
         return normal is not None and any(normal.startswith(prefix) for prefix in self.prefixes)
 
     def candidates(self, id: str) -> Iterator[str]:
-        if id in self._urls:
-            yield self._urls[id]
+        found = self._urls.get(id)
+        if found is not None:
+            yield found
         for prefix in self.prefixes:
             yield f"{prefix}{id}"
             for ext in HTTP_EXTENSIONS:
@@ -162,9 +163,9 @@ class HttpOriginals:
 
     def _remember(self, id: str, url: str) -> None:
         self._urls[id] = url
-        self._urls.move_to_end(id)
-        if len(self._urls) > 10_000:
-            self._urls.popitem(last=False)
+
+    def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        raise Unsupported("HTTP origins cannot be listed: give the ids (arguments, --ids-file or stdin)")
 
     async def aclose(self) -> None:
         pass  # the client belongs to the lifespan

@@ -95,6 +95,10 @@ class LocalOriginals:
     async def fetch(self, id: str) -> Original:
         return await anyio.to_thread.run_sync(self._find, id)
 
+    async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        for key, _ in await anyio.to_thread.run_sync(_walk, self.root, prefix):
+            yield key
+
     async def aclose(self) -> None:
         pass
 
@@ -196,8 +200,41 @@ class LocalVariants:
         finally:
             os.close(fd)  # releases the lock
 
+    async def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
+        for entry in await anyio.to_thread.run_sync(_walk, self.root, prefix):
+            yield entry
+
+    async def delete(self, key: str) -> bool:
+        try:
+            (self.root / key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     async def aclose(self) -> None:
         pass
+
+
+def _walk(root: Path, prefix: str) -> list[tuple[str, int]]:
+    """``(key, size)`` of the files below ``root`` whose key starts with ``prefix``;
+    dot-files and dot-folders (locks, temp files) are not keys."""
+    start = root / prefix.rpartition("/")[0]
+    found: list[tuple[str, int]] = []
+    for folder, dirs, files in os.walk(start):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(folder).relative_to(root)
+        for name in sorted(files):
+            key = (base / name).as_posix()
+            if name.startswith(".") or not key.startswith(prefix):
+                continue
+            try:
+                found.append((key, (Path(folder) / name).stat().st_size))
+            except OSError:
+                continue  # gone meanwhile
+    return found
 
 
 def _fsync_dir(path: Path) -> None:

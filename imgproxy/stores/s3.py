@@ -9,13 +9,13 @@ Originals are streamed with a byte cap; variants are written with
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError
+from cachetools import LRUCache
 
 from ..caching import IMMUTABLE
 from ..errors import NotFound, TooLarge
@@ -60,7 +60,7 @@ class S3Originals:
         self.bucket, self.prefix = parse_url(url)
         self.max_bytes = max_bytes
         self.timeout = timeout
-        self._keys: OrderedDict[str, str] = OrderedDict()  # id -> key it resolved to
+        self._keys: LRUCache[str, str] = LRUCache(maxsize=10_000)  # id -> key it resolved to
 
     @classmethod
     async def open(cls, url: str, settings: Settings, clients: Clients) -> S3Originals:
@@ -82,9 +82,6 @@ class S3Originals:
         except NotFound:
             original = await self._get(await self._resolve(id))
         self._keys[id] = original.key
-        self._keys.move_to_end(id)
-        if len(self._keys) > 10_000:
-            self._keys.popitem(last=False)
         return original
 
     async def _resolve(self, id: str) -> str:
@@ -110,8 +107,29 @@ class S3Originals:
                 data = await read_capped(obj["Body"].iter_chunks(_CHUNK), self.max_bytes)
         return Original(key, f"s3://{self.bucket}/{key}:{obj.get('ETag', '')}", Source(data=data))
 
+    async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        async for key, _ in list_objects(self.client, self.bucket, self.prefix, prefix):
+            yield key
+
     async def aclose(self) -> None:
         pass  # the client belongs to the lifespan
+
+
+async def list_objects(client: Any, bucket: str, root: str, prefix: str) -> AsyncIterator[tuple[str, int]]:
+    """``(key below root, size)`` of every object under ``root + prefix``, page by page;
+    keys in dot-folders (``.leases/``) are not listed."""
+    paginator = client.get_paginator("list_objects_v2")
+    pages = paginator.paginate(Bucket=bucket, Prefix=root + prefix).__aiter__()
+    while True:
+        with mapped("list"):  # each page is one request: map its errors where they enter
+            try:
+                page = await pages.__anext__()
+            except StopAsyncIteration:
+                return
+        for obj in page.get("Contents", ()):
+            key = obj["Key"][len(root):]
+            if not any(part.startswith(".") for part in key.split("/")):
+                yield key, int(obj.get("Size", 0))
 
 
 class S3Variants:
@@ -165,6 +183,17 @@ class S3Variants:
     async def lease(self, key: str) -> AsyncIterator[Blob | None]:
         async with self.leases.hold(key, self.get, self.exists) as stored:
             yield stored
+
+    async def list(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
+        async for entry in list_objects(self.client, self.bucket, self.prefix, prefix):
+            yield entry
+
+    async def delete(self, key: str) -> bool:
+        if not await self.exists(key):
+            return False
+        with mapped("delete", deadline=self.deadline):
+            await self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        return True
 
     async def aclose(self) -> None:
         pass
