@@ -3,8 +3,8 @@ lookups and two ``send`` calls, with no framework objects built per request.
 
     GET|HEAD /v/<preset>/<id>.<fmt>?s=<signature>
       1. query: exactly one ``s``                   400 / 403
-      2. signature over the raw path                403
-      3. parse preset, id, format                   400
+      2. parse preset, id, format                   400
+      3. signature over the raw path                403
       4. preset known                               404
       5. memory -> store -> render (variants.py)    404 / 413 / 415 / 422 / 503 / 504
       6. If-None-Match                              304
@@ -87,9 +87,9 @@ class VariantEndpoint:
             path = raw[len(_PREFIX):].decode("ascii")
         except UnicodeDecodeError:
             raise BadRequest("the path must be ASCII") from None
+        request = parse_path(path)  # the shape first: a malformed URL is 400 whatever its signature
         if not verify(self.keys, path, signature):
             raise Forbidden("bad signature")
-        request = parse_path(path)
         preset = self.presets.get(request.preset)
         if preset is None:
             raise NotFound(f"unknown preset {request.preset!r}")

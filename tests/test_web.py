@@ -1,0 +1,84 @@
+"""The web layer in process: httpx's ASGITransport against the real app and a
+thread renderer, for routing, errors, 304 and HEAD. Real servers (test_app.py)
+stay for isolation, exactly-once and faults."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import KEY, ROOT, add_original, corpus
+from imgproxy import sign_url
+from imgproxy.app import App, create_app
+from imgproxy.config import Settings
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    originals = tmp_path / "originals"
+    add_original(originals, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
+    settings = Settings(keys=(KEY,), originals=originals.as_uri(), variants=(tmp_path / "v").as_uri(),
+                        presets=str(ROOT / "config" / "presets.toml"), render_mode="thread",
+                        render_threads=1, dev_key_file=str(tmp_path / "dev-key"))
+    app: App = create_app(settings)
+    async with app.lifespan(app.starlette):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://imgproxy.test") as client:
+            yield client
+
+
+def url(preset: str = "thumbnail", id: str = "photos/42", fmt: str = "webp") -> str:
+    return sign_url(KEY, preset, id, fmt)
+
+
+async def test_a_miss_renders_then_memory_serves(client: httpx.AsyncClient) -> None:
+    first = await client.get(url())
+    assert first.status_code == 200 and first.headers["x-imgproxy-tier"] == "render"
+    assert first.headers["content-type"] == "image/webp"
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    second = await client.get(url())
+    assert second.headers["x-imgproxy-tier"] == "memory" and second.content == first.content
+    assert second.headers["etag"] == first.headers["etag"]
+
+
+async def test_conditional_get_and_head(client: httpx.AsyncClient) -> None:
+    etag = (await client.get(url())).headers["etag"]
+    for tags in (etag, f'W/{etag}', f'"other", {etag}', "*"):
+        r = await client.get(url(), headers={"if-none-match": tags})
+        assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == etag
+        assert "content-type" not in r.headers
+    head = await client.head(url())
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) > 0
+
+
+@pytest.mark.parametrize(("path", "status", "error"), [
+    ("/v/thumbnail/photos/42.webp", 403, "forbidden"),  # no signature
+    ("/v/thumbnail/photos/42.webp?s=AAAA", 403, "forbidden"),
+    ("/v/thumbnail/photos/42.bmp?s=AAAA", 400, "bad_request"),  # shape before signature
+    ("/v/thumbnail/photos/%2e%2e/42.webp?s=AAAA", 400, "bad_request"),
+])
+async def test_signature_errors(client: httpx.AsyncClient, path: str, status: int, error: str) -> None:
+    r = await client.get(path)
+    assert (r.status_code, r.json()["error"]) == (status, error)
+    assert r.headers["cache-control"] == ("no-store" if status == 403 else "public, max-age=60")
+
+
+async def test_request_errors(client: httpx.AsyncClient) -> None:
+    r = await client.get(url() + "&x=1")
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    r = await client.get(url("nope"))
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = await client.get(url(id="photos/missing"))
+    assert r.status_code == 404 and r.headers["cache-control"].startswith("public, max-age=")
+    r = await client.post(url())
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD" and r.json()["error"] == "method_not_allowed"
+
+
+async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
+    health = await client.get("/healthz")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert (await client.get("/metrics")).text.count("imgproxy_requests_total") > 0
