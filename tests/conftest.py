@@ -131,6 +131,18 @@ def wait_ready(server: Server, timeout: float = 30) -> None:
     raise RuntimeError(f"server did not become ready:\n{server.logs()}")
 
 
+@pytest.fixture(scope="session")
+def landscape(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3000x2000 JPEG of gradients: exact sizes for every preset are known."""
+    import pyvips
+
+    path = tmp_path_factory.mktemp("src") / "landscape.jpg"
+    xy = pyvips.Image.xyz(3000, 2000)
+    (xy[0] % 256).bandjoin([xy[1] % 256, (xy[0] + xy[1]) % 256]).cast("uchar").copy(
+        interpretation="srgb").jpegsave(str(path), Q=85)
+    return path
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []

@@ -19,15 +19,6 @@ def decode(body: bytes, **kw) -> pyvips.Image:
     return pyvips.Image.new_from_buffer(body, "", **kw)
 
 
-@pytest.fixture(scope="module")
-def landscape(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("src") / "landscape.jpg"
-    xy = pyvips.Image.xyz(3000, 2000)
-    (xy[0] % 256).bandjoin([xy[1] % 256, (xy[0] + xy[1]) % 256]).cast("uchar").copy(
-        interpretation="srgb").jpegsave(str(path), Q=85)
-    return path
-
-
 def test_fanout_matches_single_renders(landscape):
     """Every target of a fan-out has the size (within a pixel) and look of its own render."""
     targets = tuple((PRESETS[name], fmt) for name in ("thumbnail", "web", "thumb-square", "large")

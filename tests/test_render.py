@@ -198,15 +198,6 @@ def test_keeping_metadata_still_drops_gps():
 
 # --- sizes ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def landscape(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("src") / "landscape.jpg"
-    xy = pyvips.Image.xyz(3000, 2000)
-    (xy[0] % 256).bandjoin([xy[1] % 256, (xy[0] + xy[1]) % 256]).cast("uchar").copy(
-        interpretation="srgb").jpegsave(str(path), Q=85)
-    return path
-
-
 EXPECTED_3000x2000 = {
     "thumbnail": (300, 200), "web": (1200, 800), "preview": (800, 533), "small": (800, 533),
     "medium": (2000, 1333), "large": (3000, 2000), "thumb-square": (200, 200),
