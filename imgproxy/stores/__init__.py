@@ -19,7 +19,7 @@ store resolves which (only on a miss, since hits never reach it).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -83,7 +83,7 @@ class OriginalFiles(Protocol):
     async def stat(self, key: str) -> ObjectStat | None:
         """Size (and hash, where kept) of ``key``; None if it is not there."""
 
-    def read(self, key: str) -> AsyncIterator[bytes]:
+    def read(self, key: str) -> AsyncGenerator[bytes, None]:
         """``key``'s bytes in chunks, never all at once; raises NotFound."""
 
     async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:

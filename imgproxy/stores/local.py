@@ -22,7 +22,7 @@ import hashlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -117,7 +117,7 @@ class LocalOriginals:
             raise _os_error(exc, "originals") from None
         return ObjectStat(st.st_size, None)
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str) -> AsyncGenerator[bytes, None]:
         try:
             f = await anyio.to_thread.run_sync(open, self._path(key), "rb")
         except (FileNotFoundError, NotADirectoryError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -126,7 +126,7 @@ class S3Originals:
             return None
         return ObjectStat(int(head["ContentLength"]), str(head["ETag"]).strip('"'))
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str) -> AsyncGenerator[bytes, None]:
         with mapped("get", origin=True):
             obj = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
             async with obj["Body"]:
@@ -171,14 +171,20 @@ class S3Originals:
 
 async def _parts(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
     """``chunks`` regrouped into parts of ``size`` bytes (the last one shorter)."""
-    buffer = bytearray()
+    pending: list[bytes] = []
+    filled = 0
     async for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
-    if buffer:
-        yield bytes(buffer)
+        rest = chunk
+        while filled + len(rest) >= size:  # complete a part: one copy of its bytes
+            cut = size - filled
+            pending.append(rest[:cut])
+            yield b"".join(pending)
+            pending, filled, rest = [], 0, rest[cut:]
+        if rest:
+            pending.append(rest)
+            filled += len(rest)
+    if pending:
+        yield b"".join(pending)
 
 
 async def list_objects(client: Any, bucket: str, root: str, prefix: str) -> AsyncIterator[tuple[str, int]]:
