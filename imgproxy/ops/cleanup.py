@@ -18,7 +18,6 @@ import argparse
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
@@ -27,7 +26,7 @@ from ..formats import FORMATS
 from ..presets import NAME, Preset, load_presets
 from ..stores import VariantStore
 from ..urls import check_id
-from . import each, emit, size, variant_store
+from .common import each, emit, size, variant_store
 
 DIGEST = re.compile(r"^[0-9a-f]{12}$")
 
@@ -124,17 +123,3 @@ def run_gc(args: argparse.Namespace) -> int:
           "count": count, "bytes": total, "applied": args.apply, "deleted": deleted}, args.json, lines)
     return 0
 
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser("purge", help="delete an original's variants (every preset, digest and format)")
-    p.add_argument("ids", nargs="+", help="original ids, without extension: gallery/42/photo")
-    p.add_argument("--preset", help="only this preset's variants (any name, current or not)")
-    p.add_argument("--json", action="store_true", help="print what was deleted as JSON")
-    p.set_defaults(func=run_purge)
-
-    g = sub.add_parser("gc", help="find (and with --apply delete) variants no current preset can produce")
-    g.add_argument("--apply", action="store_true", help="delete them; without it, only list them")
-    g.add_argument("--summary", action="store_true", help="one line per stale folder, not per variant")
-    g.add_argument("--concurrency", type=int, default=16, help="deletes at once")
-    g.add_argument("--json", action="store_true", help="print the findings as JSON")
-    g.set_defaults(func=run_gc)

@@ -42,7 +42,7 @@ from ..errors import ImgproxyError, NotFound, Unavailable
 from ..services import ORIGINAL_STORES, open_store
 from ..stores import ObjectStat, OriginalFiles
 from ..stores.s3 import PART_SIZE
-from . import Progress, clients, each, emit, size
+from .common import Progress, clients, each, emit, size
 
 
 class Etag:
@@ -202,12 +202,3 @@ def run(args: argparse.Namespace) -> int:
     emit(asdict(summary), args.json, lines)
     return 1 if summary.failed else 0
 
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser("copy", help="copy originals between stores (streamed, skips identical objects)")
-    p.add_argument("src", help="file:///path, file://./path or s3://bucket/prefix")
-    p.add_argument("dst", help="file:///path, file://./path or s3://bucket/prefix")
-    p.add_argument("--prefix", default="", help="only keys starting with this, e.g. gallery/42/")
-    p.add_argument("--concurrency", type=int, default=8, help="objects copied at once")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run)

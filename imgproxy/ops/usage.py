@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
@@ -27,7 +26,7 @@ from ..formats import FORMATS
 from ..presets import Preset, load_presets
 from ..services import ORIGINAL_STORES, open_store
 from ..stores import OriginalStore, VariantStore
-from . import clients, emit, size, variant_store
+from .common import clients, emit, size, variant_store
 
 
 @dataclass
@@ -113,10 +112,3 @@ def run(args: argparse.Namespace) -> int:
     }, args.json, table)
     return 0
 
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser("du", help="variant-store usage by preset and format, with the capacity estimate")
-    p.add_argument("--originals", type=int, help="number of originals for the estimate (default: list the store)")
-    p.add_argument("--formats", help="formats in the plan, comma-separated (default: all)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run)
