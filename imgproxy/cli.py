@@ -1,4 +1,4 @@
-"""The ``imgproxy`` command: serve, sign, warm, info.
+"""The ``imgproxy`` command: serve, sign, warm, info; copy, purge, gc, du (:mod:`imgproxy.ops`).
 
 ``serve`` takes every setting as an option (``--max-source-bytes`` and so on),
 derived from :class:`imgproxy.config.Settings`; nothing is declared twice.
@@ -146,6 +146,10 @@ def parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print settings, presets and the libvips version")
     info.set_defaults(func=cmd_info)
+
+    from .ops import add_commands  # copy, purge, gc, du
+
+    add_commands(sub)
     return p
 
 

@@ -19,7 +19,7 @@ store resolves which (only on a miss, since hits never reach it).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,8 +31,8 @@ from ..errors import GatewayTimeout, TooLarge
 from ..formats import ORIGINAL_EXTENSIONS
 from ..render import Source
 
-__all__ = ["ORIGINAL_EXTENSIONS", "Blob", "Original", "OriginalStore", "VariantStore",
-           "download_deadline", "file_path", "id_of", "read_capped"]
+__all__ = ["ORIGINAL_EXTENSIONS", "Blob", "ObjectStat", "Original", "OriginalFiles", "OriginalStore",
+           "VariantStore", "download_deadline", "file_path", "id_of", "read_capped"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,31 @@ class OriginalStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectStat:
+    """What a store knows of a stored object without reading it."""
+
+    size: int
+    etag: str | None  # S3's ETag, unquoted; None where the store keeps no hash (local files)
+
+
+class OriginalFiles(Protocol):
+    """Originals as whole objects by store key, for ``imgproxy copy`` (local and S3;
+    an HTTP origin is not one)."""
+
+    def list_keys(self, prefix: str = "") -> AsyncIterator[str]: ...
+
+    async def stat(self, key: str) -> ObjectStat | None:
+        """Size (and hash, where kept) of ``key``; None if it is not there."""
+
+    def read(self, key: str) -> AsyncGenerator[bytes, None]:
+        """``key``'s bytes in chunks, never all at once; raises NotFound."""
+
+    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
+        """Store ``size`` bytes as ``key`` atomically, replacing what is there, holding
+        at most one part in memory; the new object's ETag where the store has one."""
+
+
 class VariantStore(Protocol):
     async def get(self, key: str) -> Blob | None: ...
 
@@ -76,6 +101,10 @@ class VariantStore(Protocol):
 
     async def delete(self, key: str) -> bool:
         """Remove a variant; False if it was not there."""
+
+    def folders(self, prefix: str = "") -> AsyncIterator[str]:
+        """Names of the folders right below ``prefix`` (``""`` or ending in ``/``);
+        dot-folders (leases, locks) excluded."""
 
     async def put(self, key: str, blob: Blob, metadata: Mapping[str, str]) -> bool:
         """Store atomically, never overwriting; False if it was already there."""

@@ -22,23 +22,24 @@ import hashlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import anyio
 
 from ..errors import BadRequest, ImgproxyError, NotFound, TooLarge, Unavailable
 from ..metrics import STORE_ERRORS
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, Original, file_path
+from . import ORIGINAL_EXTENSIONS, Blob, ObjectStat, Original, file_path
 
 if TYPE_CHECKING:
     from ..clients import Clients
     from ..config import Settings
 
 log = logging.getLogger("imgproxy.stores")
+_CHUNK = 1024 * 1024
 _CANDIDATE_SUFFIXES = ("",) + tuple(
     f".{ext}" for e in ORIGINAL_EXTENSIONS for ext in (e, e.upper())
 )
@@ -98,6 +99,52 @@ class LocalOriginals:
     async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
         for key, _ in await anyio.to_thread.run_sync(_walk, self.root, prefix):
             yield key
+
+    # Whole objects by key, for ``imgproxy copy`` (stores.OriginalFiles).
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+            raise BadRequest(f"not a storable key: {key!r}")
+        return _inside(self.root, key)
+
+    async def stat(self, key: str) -> ObjectStat | None:
+        try:
+            st = await anyio.to_thread.run_sync(self._path(key).stat)
+        except (FileNotFoundError, NotADirectoryError, NotFound):
+            return None
+        except OSError as exc:
+            raise _os_error(exc, "originals") from None
+        return ObjectStat(st.st_size, None)
+
+    async def read(self, key: str) -> AsyncGenerator[bytes, None]:
+        try:
+            f = await anyio.to_thread.run_sync(open, self._path(key), "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound("no such original") from None
+        except OSError as exc:
+            raise _os_error(exc, "originals") from None
+        with f:
+            while chunk := await anyio.to_thread.run_sync(f.read, _CHUNK):
+                yield chunk
+
+    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
+        """Temp file in the target folder, fsync, rename over the old file."""
+        final = self._path(key)
+        await anyio.to_thread.run_sync(lambda: final.parent.mkdir(parents=True, exist_ok=True))
+        tmp = final.parent / f".tmp-{secrets.token_hex(8)}"
+        f = await anyio.to_thread.run_sync(open, tmp, "xb")
+        try:
+            with f:
+                async for chunk in chunks:
+                    await anyio.to_thread.run_sync(f.write, chunk)
+                await anyio.to_thread.run_sync(_flush, f)
+            await anyio.to_thread.run_sync(os.replace, tmp, final)
+            await anyio.to_thread.run_sync(_fsync_dir, final.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return None
 
     async def aclose(self) -> None:
         pass
@@ -214,6 +261,15 @@ class LocalVariants:
             return False
         return True
 
+    async def folders(self, prefix: str = "") -> AsyncIterator[str]:
+        try:
+            names = sorted(e.name for e in os.scandir(self.root / prefix) if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            if not name.startswith("."):
+                yield name
+
     async def aclose(self) -> None:
         pass
 
@@ -235,6 +291,11 @@ def _walk(root: Path, prefix: str) -> list[tuple[str, int]]:
             except OSError:
                 continue  # gone meanwhile
     return found
+
+
+def _flush(f: BinaryIO) -> None:
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

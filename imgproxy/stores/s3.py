@@ -9,19 +9,21 @@ Originals are streamed with a byte cap; variants are written with
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+import mimetypes
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+import anyio
 from botocore.exceptions import ClientError
 from cachetools import LRUCache
 
 from ..caching import IMMUTABLE
-from ..errors import NotFound, TooLarge
+from ..errors import ImgproxyError, NotFound, TooLarge
 from ..formats import mime_of
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, Original, download_deadline, read_capped
+from . import ORIGINAL_EXTENSIONS, Blob, ObjectStat, Original, download_deadline, read_capped
 from .s3errors import lost_race, mapped
 from .s3lease import S3Lease
 
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 _CHUNK = 256 * 1024
+#: Objects larger than this are written in multipart uploads of parts this size
+#: (the AWS CLI's default too, so its ETags can be reproduced: see imgproxy.ops.copy).
+PART_SIZE = 8 * 1024 * 1024
 #: S3 user metadata is ASCII and at most 2 KB in all; we write two values.
 _METADATA_VALUE_MAX = 512
 _METADATA_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
@@ -111,8 +116,75 @@ class S3Originals:
         async for key, _ in list_objects(self.client, self.bucket, self.prefix, prefix):
             yield key
 
+    # Whole objects by key, for ``imgproxy copy`` (stores.OriginalFiles).
+
+    async def stat(self, key: str) -> ObjectStat | None:
+        try:
+            with mapped("head", origin=True):
+                head = await self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except NotFound:
+            return None
+        return ObjectStat(int(head["ContentLength"]), str(head["ETag"]).strip('"'))
+
+    async def read(self, key: str) -> AsyncGenerator[bytes, None]:
+        with mapped("get", origin=True):
+            obj = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            async with obj["Body"]:
+                async for chunk in obj["Body"].iter_chunks(_CHUNK):
+                    yield chunk
+
+    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
+        """One PUT up to :data:`PART_SIZE`, else a multipart upload of such parts
+        (aborted on any failure, so no half object is ever visible)."""
+        target = {"Bucket": self.bucket, "Key": self.prefix + key}
+        kind = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        parts = _parts(chunks, PART_SIZE)
+        if size <= PART_SIZE:
+            body = b"".join([part async for part in parts])
+            with mapped("put"):
+                return str((await self.client.put_object(**target, Body=body, ContentType=kind))["ETag"]).strip('"')
+        with mapped("put"):
+            upload = (await self.client.create_multipart_upload(**target, ContentType=kind))["UploadId"]
+        try:
+            done: list[dict[str, object]] = []
+            async for part in parts:
+                with mapped("put"):
+                    sent = await self.client.upload_part(**target, UploadId=upload, PartNumber=len(done) + 1,
+                                                         Body=part)
+                done.append({"PartNumber": len(done) + 1, "ETag": sent["ETag"]})
+            with mapped("put"):
+                result = await self.client.complete_multipart_upload(**target, UploadId=upload,
+                                                                     MultipartUpload={"Parts": done})
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # abort even when cancelled
+                try:
+                    with mapped("put"):
+                        await self.client.abort_multipart_upload(**target, UploadId=upload)
+                except ImgproxyError:
+                    pass  # logged; the bucket's lifecycle rule for incomplete uploads cleans up
+            raise
+        return str(result["ETag"]).strip('"')
+
     async def aclose(self) -> None:
         pass  # the client belongs to the lifespan
+
+
+async def _parts(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """``chunks`` regrouped into parts of ``size`` bytes (the last one shorter)."""
+    pending: list[bytes] = []
+    filled = 0
+    async for chunk in chunks:
+        rest = chunk
+        while filled + len(rest) >= size:  # complete a part: one copy of its bytes
+            cut = size - filled
+            pending.append(rest[:cut])
+            yield b"".join(pending)
+            pending, filled, rest = [], 0, rest[cut:]
+        if rest:
+            pending.append(rest)
+            filled += len(rest)
+    if pending:
+        yield b"".join(pending)
 
 
 async def list_objects(client: Any, bucket: str, root: str, prefix: str) -> AsyncIterator[tuple[str, int]]:
@@ -194,6 +266,20 @@ class S3Variants:
         with mapped("delete", deadline=self.deadline):
             await self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
         return True
+
+    async def folders(self, prefix: str = "") -> AsyncIterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix, Delimiter="/").__aiter__()
+        while True:
+            with mapped("list"):
+                try:
+                    page = await pages.__anext__()
+                except StopAsyncIteration:
+                    return
+            for common in page.get("CommonPrefixes", ()):
+                name = common["Prefix"][len(self.prefix + prefix):].rstrip("/")
+                if name and not name.startswith("."):
+                    yield name
 
     async def aclose(self) -> None:
         pass

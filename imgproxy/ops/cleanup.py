@@ -1,0 +1,125 @@
+"""``imgproxy purge ID …`` and ``imgproxy gc [--apply]``: removing variants.
+
+Both walk the variant store's folders, ``<preset>/<digest>/``, rather than
+every variant: purge tries each format of the id in every such folder (old
+digests included), and gc lists only the folders no current preset writes to.
+Lease and lock folders (``.leases/``, ``.locks/``) are never listed, so
+never touched.
+
+A folder is *stale* when its name is a preset name and a 12-hex digest, and
+that (preset, digest) is not one of the current presets: the preset was
+removed, or edited so its digest changed. Nothing else in the store is
+considered, so gc cannot delete what it does not understand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import anyio
+
+from ..config import load_settings
+from ..formats import FORMATS
+from ..presets import NAME, Preset, load_presets
+from ..stores import VariantStore
+from ..urls import check_id
+from .common import each, emit, size, variant_store
+
+DIGEST = re.compile(r"^[0-9a-f]{12}$")
+
+
+async def variant_folders(store: VariantStore, names: list[str] | None = None) -> AsyncIterator[tuple[str, str]]:
+    """``(preset, digest)`` of every variant folder (of the presets ``names``, if given)."""
+    for name in names if names is not None else [n async for n in store.folders("")]:
+        if not NAME.fullmatch(name):
+            continue
+        async for digest in store.folders(f"{name}/"):
+            if DIGEST.fullmatch(digest):
+                yield name, digest
+
+
+async def purge(store: VariantStore, ids: list[str], preset: str | None = None,
+                concurrency: int = 16) -> list[str]:
+    """Delete every variant of ``ids``: each format, each digest; the keys deleted."""
+    folders = [f async for f in variant_folders(store, [preset] if preset else None)]
+    keys = [f"{name}/{digest}/{id}.{fmt}" for id in ids for name, digest in folders for fmt in FORMATS]
+    deleted: list[str] = []
+
+    async def one(key: str) -> None:
+        if await store.delete(key):
+            deleted.append(key)
+
+    await each(keys, one, concurrency)
+    return sorted(deleted)
+
+
+@dataclass
+class Stale:
+    preset: str
+    digest: str
+    why: str  # "preset removed" or "preset changed (now <digest>)"
+    variants: list[tuple[str, int]]  # (key, size)
+
+    @property
+    def bytes(self) -> int:
+        return sum(n for _, n in self.variants)
+
+
+async def find_stale(store: VariantStore, presets: Mapping[str, Preset]) -> list[Stale]:
+    found = []
+    async for name, digest in variant_folders(store):
+        current = presets.get(name)
+        if current is not None and current.digest == digest:
+            continue
+        why = "preset removed" if current is None else f"preset changed (now {current.digest})"
+        variants = [entry async for entry in store.list(f"{name}/{digest}/")]
+        if variants:
+            found.append(Stale(name, digest, why, variants))
+    return found
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    ids = [check_id(id) for id in args.ids]
+    settings = load_settings()
+
+    async def work() -> list[str]:
+        async with variant_store(settings) as store:
+            return await purge(store, ids, args.preset)
+
+    deleted = anyio.run(work)
+    lines = [f"deleted {key}" for key in deleted] + [f"purged {len(deleted)} variants of {len(ids)} ids"]
+    emit({"ids": ids, "deleted": deleted}, args.json, lines)
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    presets = load_presets(settings.presets)
+
+    async def work() -> tuple[list[Stale], int]:
+        async with variant_store(settings) as store:
+            stale = await find_stale(store, presets)
+            deleted = 0
+            if args.apply:
+                async def one(key: str) -> None:
+                    nonlocal deleted
+                    if await store.delete(key):  # not `deleted += await …`: that reads before awaiting
+                        deleted += 1
+
+                await each([key for s in stale for key, _ in s.variants], one, args.concurrency)
+            return stale, deleted
+
+    stale, deleted = anyio.run(work)
+    count, total = sum(len(s.variants) for s in stale), sum(s.bytes for s in stale)
+    lines = [] if args.summary else [f"{n:>10} {key}" for s in stale for key, n in s.variants]
+    lines += [f"{s.preset}/{s.digest}/: {len(s.variants)} variants, {size(s.bytes)}: {s.why}" for s in stale]
+    lines.append(f"{count} stale variants, {size(total)}"
+                 + (f": deleted {deleted}" if args.apply else ": nothing deleted (run with --apply to delete)"))
+    emit({"stale": [{"preset": s.preset, "digest": s.digest, "why": s.why, "count": len(s.variants),
+                     "bytes": s.bytes} for s in stale],
+          "count": count, "bytes": total, "applied": args.apply, "deleted": deleted}, args.json, lines)
+    return 0
+
