@@ -105,8 +105,8 @@ async def _render(variants: VariantService, id: str, held: dict[str, Target], ou
             todo[key] = target
         except ImgproxyError as exc:
             out.failed[key] = exc
-    if not todo:
-        return
+    if not todo:  # every variant we hold failed before: the original fails again, as a whole
+        raise next(iter(out.failed.values()))
     job = FanoutJob(original.source, tuple(todo.values()), variants.limits)
     try:
         fanned = cast(Fanned, await variants.renderer.run(job))
