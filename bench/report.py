@@ -70,6 +70,7 @@ def render(results: dict, plots: list[str]) -> str:
     out += _memory(results)
     out += _warm(results)
     out += _isolation(results)
+    out += _fanout(results)
     out += ["", "## Where we fall short, and why", ""]
     rows = [r for r in results["ratios"]["targets"] if r["target"] is not None and r["ratio"] is not None]
     failing = [r for r in rows if r["pass"] is False]
@@ -235,6 +236,30 @@ def _warm(results: dict) -> list[str]:
         "| originals/s | variants/s | wall s |", "|---:|---:|---:|",
         f"| {w['originals_per_s']} | {w['variants_per_s']} | {w['elapsed_s']} |", "",
         f"`imgproxy warm` said: `{w['output'].splitlines()[-1] if w['output'] else ''}`"]
+
+
+def _fanout(results: dict) -> list[str]:
+    f = results.get("fanout") or {}
+    out = ["", "## Fan-out: decode once, render every variant (`imgproxy warm`)", ""]
+    if not f.get("jpeg"):
+        return out + ["Not measured."]
+    out += [f"Each original to {len(f['presets'])} presets ({', '.join(f['presets'])}) × "
+            f"{len(f['formats'])} formats ({', '.join(f['formats'])}), one thread: one `FanoutJob` "
+            "(one decode) vs one `RenderJob` per variant (a decode each).", "",
+            "| input | originals | variants | per-variant s | fan-out s | ratio |", "|---|---:|---:|---:|---:|---:|"]
+    for name in ("jpeg", "heic"):
+        r = f.get(name) or {}
+        if r:
+            out.append(f"| {name.upper()} | {r['originals']} | {r['variants']} | {r['per_variant_s']} | "
+                       f"{r['fanout_s']} | {r['ratio']} |")
+    w = f.get("warm") or {}
+    if w.get("ok"):
+        out += ["", f"`imgproxy warm` (fan-out jobs, {w['render_mode']} renders, local stores), "
+                f"{w['originals']} cold camera JPEGs × 6 variants: **{w['originals_per_s']} originals/s, "
+                f"{w['variants_per_s']} variants/s** ({w['rendered']} rendered in {w['seconds']} s)."]
+    elif w:
+        out += ["", f"`imgproxy warm` failed: `{w.get('why', '')[-300:]}`"]
+    return out
 
 
 def _isolation(results: dict) -> list[str]:

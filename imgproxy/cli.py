@@ -1,4 +1,4 @@
-"""The ``imgproxy`` command: serve, sign, warm, info; copy, purge, gc, du (:mod:`imgproxy.ops`).
+"""The ``imgproxy`` command: serve, sign, warm, consume, info; copy, purge, gc, du (:mod:`imgproxy.ops`).
 
 ``serve`` takes every setting as an option (``--max-source-bytes`` and so on),
 derived from :class:`imgproxy.config.Settings`; nothing is declared twice.
@@ -117,7 +117,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_warm(args: argparse.Namespace) -> int:
     from .warm import warm
 
+    if args.preset:  # the first warm-up's options
+        args.presets = ",".join(args.preset)
+    if args.format:
+        args.formats = ",".join(args.format)
+    if args.base_url and not args.enqueue:
+        args.via = args.via or args.base_url
     return warm(args)
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    from .consume import consume
+
+    return consume(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -136,13 +148,31 @@ def parser() -> argparse.ArgumentParser:
     sign.add_argument("--base-url", default="", help="e.g. https://img.example.com")
     sign.set_defaults(func=cmd_sign)
 
-    warm = sub.add_parser("warm", help="pre-render variants through a running server")
-    warm.add_argument("ids", nargs="*", help="original ids; '-' or none reads them from stdin")
-    warm.add_argument("--preset", action="append", required=True, help="repeat for several")
-    warm.add_argument("--format", action="append", choices=FORMATS)
-    warm.add_argument("--base-url", default="http://127.0.0.1:8080")
-    warm.add_argument("--concurrency", type=int, default=4)
+    warm = sub.add_parser("warm", help="pre-render variants: here with fan-out jobs, through a server, or via SQS")
+    warm.add_argument("ids", nargs="*", help="original ids; '-' reads more from stdin")
+    warm.add_argument("--ids-file", metavar="FILE", help="ids, one a line; '-' is stdin")
+    warm.add_argument("--prefix", metavar="P", help="every original under this prefix of the originals store")
+    warm.add_argument("--presets", help="comma-separated (default: IMGPROXY_WARM_PRESETS)")
+    warm.add_argument("--formats", help="comma-separated (default: IMGPROXY_WARM_FORMATS)")
+    warm.add_argument("--concurrency", type=int, default=0, help="jobs in flight (default: 2 per render slot)")
+    mode = warm.add_mutually_exclusive_group()
+    mode.add_argument("--via", metavar="URL", help="request signed URLs from this server or CDN instead")
+    mode.add_argument("--enqueue", metavar="QUEUE_URL", help="send one job per original to this SQS queue instead")
+    warm.add_argument("--json", action="store_true", help="print the summary as JSON")
+    # The options of the first warm-up, kept working: --preset P (repeatable) and --base-url URL (= --via).
+    warm.add_argument("--preset", action="append", help=argparse.SUPPRESS)
+    warm.add_argument("--format", action="append", choices=FORMATS, help=argparse.SUPPRESS)
+    warm.add_argument("--base-url", help=argparse.SUPPRESS)
     warm.set_defaults(func=cmd_warm)
+
+    consume = sub.add_parser("consume", help="render the fan-out jobs of an SQS queue (job messages, S3 events)")
+    consume.add_argument("queue_url", metavar="QUEUE_URL")
+    consume.add_argument("--concurrency", type=int, default=0, help="jobs in flight (default: one per render slot)")
+    consume.add_argument("--idle-exit", type=float, default=0, metavar="SECONDS",
+                         help="exit once the queue has been empty this long (default: never)")
+    consume.add_argument("--metrics-port", type=int, default=0, metavar="P",
+                         help="serve Prometheus metrics on IMGPROXY_HOST:P")
+    consume.set_defaults(func=cmd_consume)
 
     info = sub.add_parser("info", help="print settings, presets and the libvips version")
     info.set_defaults(func=cmd_info)

@@ -21,6 +21,7 @@ class Clients:
         self.settings = settings
         self._stack = AsyncExitStack()
         self._s3: Any = None
+        self._sqs: Any = None
         self._http: httpx.AsyncClient | None = None
 
     async def s3(self) -> Any:
@@ -43,6 +44,20 @@ class Clients:
                 aioboto3.Session().client("s3", endpoint_url=s.s3_endpoint_url or None, config=config)
             )
         return self._s3
+
+    async def sqs(self) -> Any:
+        """The aiobotocore SQS client (warm --enqueue, consume); reads wait up to 20 s for long polls."""
+        if self._sqs is None:
+            import aioboto3
+            from botocore.config import Config
+
+            s = self.settings
+            config = Config(connect_timeout=s.s3_timeout, read_timeout=s.s3_timeout + 20,
+                            retries={"mode": "standard", "max_attempts": s.s3_max_attempts})
+            self._sqs = await self._stack.enter_async_context(
+                aioboto3.Session().client("sqs", endpoint_url=s.sqs_endpoint_url or None, config=config)
+            )
+        return self._sqs
 
     def http(self) -> httpx.AsyncClient:
         """The HTTP origin client: redirects are ours to follow, addresses are checked."""

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .formats import FORMATS
+
 ENV_PREFIX = "IMGPROXY_"
 DEFAULT_CONFIG_FILE = "config/imgproxy.toml"
 
@@ -67,6 +69,9 @@ class Settings:
     s3_max_attempts: int = setting(3, "attempts per S3 call, with backoff on throttling, 5xx and dropped connections")
     s3_max_connections: int = setting(64, "connections in each process's S3 connection pool")
     http_allow_private: bool = setting(False, "allow HTTP origins on loopback and private (RFC 1918, ULA) addresses, for development; link-local and cloud metadata addresses are always refused")
+    warm_presets: str = setting("thumbnail,preview,web", "comma-separated presets that imgproxy warm and imgproxy consume render when a job names none (S3 upload events never do)")
+    warm_formats: str = setting("webp,avif", "comma-separated formats that imgproxy warm and imgproxy consume render when a job names none")
+    sqs_endpoint_url: str = setting("", "SQS-compatible endpoint for imgproxy warm --enqueue and imgproxy consume (ElasticMQ, moto); empty means AWS")
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, why: str) -> None:
@@ -97,6 +102,10 @@ class Settings:
                       f"{url!r}: needs a bucket or host")
             check(len(urls) == 1 or all(urlsplit(u).scheme in ("http", "https") for u in urls), name,
                   "only HTTP origins may list several prefixes")
+        check(bool(self.warm_presets_list), "warm_presets", "must name at least one preset")
+        unknown = set(self.warm_formats_list) - set(FORMATS)
+        check(bool(self.warm_formats_list) and not unknown, "warm_formats",
+              f"must be one or more of {', '.join(FORMATS)}")
         if urlsplit(self.variants).scheme == "s3":
             # A holder that outlives its lease lets a second render start
             # (harmless, but no longer exactly once): the lease must cover
@@ -111,6 +120,14 @@ class Settings:
                       "production refuses the development key")
 
     @property
+    def warm_presets_list(self) -> tuple[str, ...]:
+        return _items(self.warm_presets)
+
+    @property
+    def warm_formats_list(self) -> tuple[str, ...]:
+        return _items(self.warm_formats)
+
+    @property
     def concurrency(self) -> int:
         return self.render_threads or os.cpu_count() or 1
 
@@ -123,6 +140,10 @@ class Settings:
                 value = f"<{len(value)} key(s)>"
             out[f.name] = str(value)
         return out
+
+
+def _items(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def _read_dev_key(path: str) -> str | None:

@@ -38,3 +38,9 @@ def exposition() -> tuple[bytes, str]:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+#: ``imgproxy consume``: messages by outcome (done, poison, retried) and the variants its jobs made.
+QUEUE_JOBS = Counter("imgproxy_queue_jobs_total",
+                     "Queue messages handled: done, poison (deleted), retried (left for redelivery)", ["outcome"])
+QUEUE_VARIANTS = Counter("imgproxy_queue_variants_total",
+                         "Variants of queue jobs: rendered, skipped (already stored), failed", ["outcome"])

@@ -77,6 +77,7 @@ class Services:
     store: VariantStore
     renderer: Renderer
     variants: VariantService
+    clients: Clients  # the shared network clients (the queue commands take SQS from it)
 
     async def check_render(self) -> bool:
         """Render a tiny PNG through the renderer (a worker, in process mode);
@@ -109,4 +110,4 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(renderer.aclose)
         memory = memory_tier(s.memory_cache_mb * 1024 * 1024)
         variants = VariantService(originals, store, memory, renderer, limits(s))
-        yield Services(s, presets, keys, originals, store, renderer, variants)
+        yield Services(s, presets, keys, originals, store, renderer, variants, clients)

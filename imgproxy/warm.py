@@ -1,24 +1,205 @@
-"""``imgproxy warm``: pre-render variants by requesting them from a server.
+"""``imgproxy warm``: pre-render variants of many originals.
 
-Requests go through the server, so the exactly-once machinery applies and a
-warm-up can run beside live traffic or on several machines at once.
+Three ways, one set of ids (arguments, ``--ids-file FILE|-``, ``--prefix P``)
+and one set of targets (``--presets`` x ``--formats``, default
+``IMGPROXY_WARM_PRESETS`` x ``IMGPROXY_WARM_FORMATS``):
+
+- default: render here, straight into the variant store, one fan-out job per
+  original (:mod:`imgproxy.fanout`: one decode, every missing variant, each
+  under the same lease live requests take). No server needed; safe beside
+  servers, other warm-ups and consumers. Existing variants are skipped, so a
+  re-run resumes.
+- ``--via URL``: signed requests through a server or CDN, one per variant.
+- ``--enqueue QUEUE_URL``: one job message per original to SQS, for
+  ``imgproxy consume`` on any number of machines.
+
+Failures follow the playbook: a 4xx (undecodable, too large, unsupported,
+missing) is reported once and never retried; a 5xx (worker crash or timeout,
+store or origin down) re-runs the whole job, up to :data:`ATTEMPTS` times.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import sys
 import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import httpx
 
-from .config import load_settings
-from .keys import resolve_keys
-from .urls import variant_url
+from .config import Settings, load_settings
+from .errors import ImgproxyError, Unsupported
+from .fanout import Target, fan_out, targets_of, transient
+from .progress import Tally, print_summary, shown
+from .queue import Job, SqsQueue
+from .services import Services, open_services
+from .stores import id_of
+from .urls import check_id, variant_url
+
+ATTEMPTS = 3  # runs of one job when it fails for a reason that is not the original's
+BACKOFF = 1.0  # seconds before the second run, doubled for each further one
 
 
-async def _run(urls: list[str], concurrency: int) -> dict[str, int]:
+class UsageError(ValueError):
+    """Bad ids, presets or formats: exit 2 before anything runs."""
+
+
+def warm(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    # A batch process: no memory tier (nothing is served from it), no surprises.
+    settings = dataclasses.replace(settings, memory_cache_mb=0)
+    if args.enqueue or args.via:
+        settings = dataclasses.replace(settings, render_mode="thread")  # renders nothing: no workers
+    try:
+        given = _given_ids(args)
+        return asyncio.run(_warm(args, settings, given))
+    except UsageError as exc:
+        print(f"imgproxy warm: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _warm(args: argparse.Namespace, settings: Settings, given: list[str]) -> int:
+    async with open_services(settings) as services:
+        presets = _names(args.presets, settings.warm_presets_list)
+        formats = _names(args.formats, settings.warm_formats_list)
+        try:
+            targets = targets_of(services.presets, presets, formats)
+        except ImgproxyError as exc:
+            raise UsageError(exc.detail) from None
+        ids = await _ids(args, services, given)
+        concurrency = max(1, args.concurrency or 2 * settings.concurrency)
+        if args.enqueue:
+            return await _enqueue(services, args.enqueue, ids, presets, formats, args.json)
+        if args.via:
+            return await _via(services, args.via, ids, targets, concurrency, args.json)
+        tally = Tally(len(ids), len(ids) * len(targets))
+        async with shown(tally):
+            await render_all(services, ids, targets, concurrency, tally)
+        print_summary(tally, args.json)
+        return 1 if tally.failed else 0
+
+
+def _names(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in option.split(",") if n.strip()) if option else default
+    if not names:
+        raise UsageError("no presets or formats given")
+    return names
+
+
+def _given_ids(args: argparse.Namespace) -> list[str]:
+    """Ids from the arguments, ``--ids-file FILE|-``, or stdin when piped in and nothing else is given."""
+    ids = [i for i in args.ids if i != "-"]
+    if args.ids_file not in (None, "-"):
+        with open(args.ids_file) as f:
+            ids += _lines(f)
+    elif args.ids_file == "-" or "-" in args.ids:
+        ids += _lines(sys.stdin)
+    elif not ids and args.prefix is None and not sys.stdin.isatty():
+        ids = _lines(sys.stdin)
+    return ids
+
+
+def _lines(f: Iterable[str]) -> list[str]:
+    return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+
+
+async def _ids(args: argparse.Namespace, services: Services, given: list[str]) -> list[str]:
+    ids = list(given)
+    if args.prefix is not None:
+        ids += [id async for id in _listed(services, args.prefix)]
+    if not ids:
+        raise UsageError("no ids: give them as arguments, with --ids-file FILE|- or --prefix P")
+    try:
+        return list(dict.fromkeys(check_id(id) for id in ids))
+    except ImgproxyError as exc:
+        raise UsageError(exc.detail) from None
+
+
+async def _listed(services: Services, prefix: str) -> AsyncIterator[str]:
+    try:
+        async for key in services.originals.list_keys(prefix):
+            yield id_of(key)
+    except Unsupported as exc:
+        raise UsageError(f"cannot list {services.settings.originals}: {exc.detail}; "
+                         "give the ids as arguments or with --ids-file") from None
+
+
+async def render_all(services: Services, ids: Sequence[str], targets: Sequence[Target], concurrency: int,
+                     tally: Tally) -> None:
+    """Every id's fan-out job, ``concurrency`` at a time, counted in ``tally``."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for id in ids:
+        queue.put_nowait(id)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await warm_one(services, queue.get_nowait(), targets, tally)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(ids)))))
+
+
+async def warm_one(services: Services, id: str, targets: Sequence[Target], tally: Tally) -> None:
+    """One original's job; a transient failure runs it again (written variants are skipped then)."""
+    rendered: set[str] = set()
+    skipped: set[str] = set()
+    failed: dict[str, ImgproxyError] = {}
+    whole: ImgproxyError | None = None  # the job failed as a whole: every variant still to do
+    for attempt in range(ATTEMPTS):
+        whole = None
+        try:
+            result = await fan_out(services.variants, id, targets)
+        except ImgproxyError as exc:
+            whole = exc
+            failed = {id: exc}
+        else:
+            rendered.update(result.rendered)
+            skipped.update(k for k in result.skipped if k not in rendered)
+            failed = result.failed
+        if not failed or not any(transient(e) for e in failed.values()) or attempt == ATTEMPTS - 1:
+            break
+        tally.retries += 1
+        await asyncio.sleep(BACKOFF * 2**attempt)
+    if whole is not None:  # reported once, for the original, counted for each variant not made
+        failed = {f"{id}#{i}": whole for i in range(len(targets) - len(rendered) - len(skipped))}
+    tally.done(id, len(rendered), len(skipped), failed)
+
+
+async def _enqueue(services: Services, url: str, ids: Sequence[str], presets: Sequence[str],
+                   formats: Sequence[str], as_json: bool) -> int:
+    queue = SqsQueue(await services.clients.sqs(), url)
+    started = time.monotonic()
+    await queue.send([Job(id, tuple(presets), tuple(formats)).message() for id in ids])
+    took = time.monotonic() - started
+    summary = {"enqueued": len(ids), "variants": len(ids) * len(presets) * len(formats), "queue": url,
+               "seconds": round(took, 2)}
+    print(json.dumps(summary) if as_json else
+          f"enqueued {len(ids)} jobs ({summary['variants']} variants) to {url} in {took:.2f}s")
+    return 0
+
+
+async def _via(services: Services, base_url: str, ids: Sequence[str], targets: Sequence[Target],
+               concurrency: int, as_json: bool) -> int:
+    """Today's mode: a signed request per variant through a server or CDN."""
+    key = services.keys[0]
+    urls = [variant_url(key, p.name, i, f, base_url) for i in ids for p, f in targets]
+    started = time.perf_counter()
+    counts = await _request_all(urls, concurrency)
+    took = time.perf_counter() - started
+    ok = sum(v for k, v in counts.items() if k in ("memory", "store", "render"))
+    if as_json:
+        print(json.dumps({"originals": len(ids), "variants": len(urls), "ok": ok, "outcomes": counts,
+                          "seconds": round(took, 2), "originals_per_s": round(len(ids) / took, 2),
+                          "variants_per_s": round(len(urls) / took, 2)}))
+    else:
+        print(f"warmed {len(ids)} originals, {len(urls)} variants in {took:.2f}s "
+              f"({len(ids) / took:.1f} originals/s): {counts}")
+    return 0 if ok == len(urls) else 1
+
+
+async def _request_all(urls: list[str], concurrency: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     queue: asyncio.Queue[str] = asyncio.Queue()
     for url in urls:
@@ -41,19 +222,3 @@ async def _run(urls: list[str], concurrency: int) -> dict[str, int]:
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     return counts
-
-
-def warm(args: argparse.Namespace) -> int:
-    ids = [i for i in args.ids if i != "-"]
-    if not ids:
-        ids = [line.strip() for line in sys.stdin if line.strip()]
-    key = resolve_keys(load_settings())[0]
-    formats = args.format or ["webp"]
-    urls = [variant_url(key, p, i, f, args.base_url) for i in ids for p in args.preset for f in formats]
-    started = time.perf_counter()
-    counts = asyncio.run(_run(urls, max(1, args.concurrency)))
-    took = time.perf_counter() - started
-    print(f"warmed {len(ids)} originals, {len(urls)} variants in {took:.2f}s "
-          f"({len(ids) / took:.1f} originals/s): {counts}")
-    ok = sum(v for k, v in counts.items() if k in ("memory", "store", "render"))
-    return 0 if ok == len(urls) else 1

@@ -1,0 +1,127 @@
+"""``imgproxy warm`` as a user runs it: a real subprocess on real stores (local, moto SQS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import KEY, ROOT, S3_ENV, Moto, corpus, start_server
+
+PHOTOS = ["exif/mei__Apple_iPhone_4.jpg", "exif/mei__Nikon_D1X.jpg", "exif/exifjs__dsc_09827.jpg"]
+
+
+def warm(tmp: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "IMGPROXY_CONFIG": str(ROOT / "config/imgproxy.toml"),
+            "IMGPROXY_PRESETS": str(ROOT / "config/presets.toml"), "IMGPROXY_KEYS": KEY,
+            "IMGPROXY_ORIGINALS": (tmp / "originals").as_uri(), "IMGPROXY_VARIANTS": (tmp / "variants").as_uri(),
+            "IMGPROXY_RENDER_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "imgproxy", "warm", *args], env=full, cwd=tmp, input=stdin or "",
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def gallery(tmp_path: Path) -> Path:
+    folder = tmp_path / "originals" / "gallery" / "42"
+    folder.mkdir(parents=True)
+    for i, photo in enumerate(PHOTOS):
+        shutil.copyfile(corpus(photo), folder / f"p{i}.jpg")
+    return tmp_path
+
+
+def variants(tmp: Path) -> list[str]:
+    return sorted(str(p.relative_to(tmp / "variants")) for p in (tmp / "variants").rglob("*.*")
+                  if p.is_file() and ".locks" not in p.parts)
+
+
+def test_warm_a_prefix_then_a_rerun_skips_everything(gallery: Path) -> None:
+    out = warm(gallery, "--prefix", "gallery/42/", "--presets", "thumbnail,web", "--formats", "webp,jpg", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["originals"], summary["rendered"], summary["skipped"], summary["failed"]) == (3, 12, 0, 0)
+    assert len(variants(gallery)) == 12 and all(v.endswith((".webp", ".jpg")) for v in variants(gallery))
+    assert "warm: " not in out.stderr or "originals" in out.stderr  # plain progress lines, if any
+    again = json.loads(warm(gallery, "--prefix", "gallery/42/", "--presets", "thumbnail,web",
+                            "--formats", "webp,jpg", "--json").stdout)
+    assert (again["rendered"], again["skipped"]) == (0, 12)
+
+
+def test_warm_defaults_ids_file_and_stdin(gallery: Path) -> None:
+    (gallery / "ids.txt").write_text("# a comment\ngallery/42/p0\n\ngallery/42/p1\n")
+    out = warm(gallery, "--ids-file", "ids.txt", "--json")
+    assert out.returncode == 0, out.stderr
+    # The documented default: thumbnail, preview, web x webp, avif.
+    assert json.loads(out.stdout)["rendered"] == 2 * 3 * 2
+    out = warm(gallery, "--ids-file", "-", "--presets", "thumbnail", "--formats", "jpg", "--json",
+               stdin="gallery/42/p2\n")
+    assert json.loads(out.stdout)["rendered"] == 1
+    out = warm(gallery, "gallery/42/p2", "--presets", "thumbnail", "--formats", "jpg")
+    assert out.returncode == 0 and "0 rendered, 1 skipped" in out.stdout
+
+
+def test_a_corrupt_original_is_reported_once_and_fails_the_run(gallery: Path) -> None:
+    (gallery / "originals/gallery/42/bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"not a jpeg" * 50)
+    (gallery / "originals/gallery/42/empty.png").write_bytes(b"")
+    out = warm(gallery, "--prefix", "gallery/", "--presets", "thumbnail", "--formats", "webp,jpg", "--json")
+    assert out.returncode == 1
+    summary = json.loads(out.stdout)
+    assert summary["rendered"] == 6 and summary["failed_originals"] == 2 and summary["retries"] == 0
+    assert sorted(f["id"] for f in summary["failures"]) == ["gallery/42/bad", "gallery/42/empty"]
+    assert sum(summary["failed_by_category"].values()) == 4
+    assert all(f["status"] in (415, 422) for f in summary["failures"])
+    text = warm(gallery, "--prefix", "gallery/", "--presets", "thumbnail", "--formats", "webp,jpg")
+    assert text.returncode == 1
+    assert text.stderr.count("failed gallery/42/bad:") == 1 and "undecodable" in text.stdout
+
+
+def test_usage_errors_exit_2(gallery: Path) -> None:
+    out = warm(gallery, "--prefix", "x/", env={"IMGPROXY_ORIGINALS": "https://origin.example.com/photos/"})
+    assert out.returncode == 2 and "cannot list" in out.stderr and "--ids-file" in out.stderr
+    out = warm(gallery, "a", "--presets", "nope")
+    assert out.returncode == 2 and "unknown preset" in out.stderr
+    out = warm(gallery, "a", "--formats", "bmp")
+    assert out.returncode == 2 and "unknown format" in out.stderr
+    out = warm(gallery, "../etc/passwd")
+    assert out.returncode == 2
+    out = warm(gallery, "--prefix", "nothing-here/")
+    assert out.returncode == 2 and "no ids" in out.stderr
+
+
+@pytest.mark.slow
+def test_via_a_server_keeps_the_http_mode(gallery: Path) -> None:
+    (gallery / "srv").mkdir()
+    server = start_server(gallery / "srv", originals=gallery / "originals", variants=gallery / "variants")
+    try:
+        out = warm(gallery, "gallery/42/p0", "gallery/42/p1", "--presets", "thumbnail", "--formats", "webp",
+                   "--via", server.base_url, "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["outcomes"] == {"render": 2}
+        assert server.metric("imgproxy_renders_total") == 2
+    finally:
+        server.stop()
+
+
+def test_enqueue_sends_one_job_per_original(gallery: Path, moto: Moto) -> None:
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=moto.endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = sqs.create_queue(QueueName=f"warm-{os.getpid()}-{gallery.name}")["QueueUrl"]
+    out = warm(gallery, "--prefix", "gallery/42/", "--presets", "thumbnail,web", "--enqueue", url, "--json",
+               env={**S3_ENV, "IMGPROXY_SQS_ENDPOINT_URL": moto.endpoint})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["enqueued"] == 3
+    bodies = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
+        bodies += [json.loads(m["Body"]) for m in got]
+    assert sorted(b["id"] for b in bodies) == ["gallery/42/p0", "gallery/42/p1", "gallery/42/p2"]
+    assert all(b["presets"] == ["thumbnail", "web"] and b["formats"] == ["webp", "avif"] for b in bodies)
+    assert variants(gallery) == []  # nothing rendered here
