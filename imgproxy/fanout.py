@@ -30,10 +30,10 @@ from typing import cast
 
 from .errors import BadRequest, ImgproxyError, NotFound, Unavailable
 from .formats import FORMATS
-from .metrics import RENDERS, STORE_ERRORS
+from .metrics import RENDERS
 from .presets import Preset
 from .render import Fanned, FanoutJob
-from .stores import Blob, Original
+from .stores import Blob
 from .urls import VariantRequest, check_id
 from .variants import VariantService, variant_key
 
@@ -120,24 +120,10 @@ async def _render(variants: VariantService, id: str, held: dict[str, Target], ou
             out.failed[key] = result
             continue
         RENDERS.labels(preset.name, fmt).inc()
-        if await _put(variants, key, Blob.of(result.body, time.time()), preset, original):
+        if await variants.put(key, Blob.of(result.body, time.time()), preset, original) is not None:
             out.rendered.append(key)
         else:
             out.failed[key] = Unavailable("the variant store refused the write")
-
-
-async def _put(variants: VariantService, key: str, blob: Blob, preset: Preset, original: Original) -> bool:
-    """Store one render atomically, never overwriting; False when the store failed."""
-    metadata = {"preset-digest": preset.digest, "source": original.identity}
-    try:
-        if not await variants.store.put(key, blob, metadata):
-            return True  # another holder stored it first (we outlived our lease): theirs stands
-    except (ImgproxyError, OSError) as exc:
-        STORE_ERRORS.labels("put").inc()
-        log.error("variant store write failed for %s: %s", key, exc)
-        return False
-    variants.memory.put(key, blob)
-    return True
 
 
 def targets_of(presets: Mapping[str, Preset], names: Sequence[str], formats: Sequence[str]) -> list[Target]:

@@ -25,7 +25,7 @@ from .errors import ImgproxyError
 from .metrics import RENDER_SECONDS, RENDERS, STORE_ERRORS
 from .presets import Preset
 from .render import Limits, Rendered, RenderJob
-from .stores import Blob, OriginalStore, VariantStore
+from .stores import Blob, Original, OriginalStore, VariantStore
 from .urls import VariantRequest
 from .workers import Renderer
 
@@ -86,21 +86,26 @@ class VariantService:
                 raise
             RENDER_SECONDS.labels(request.fmt).observe(time.perf_counter() - started)
             RENDERS.labels(preset.name, request.fmt).inc()
-            blob = await self._put(key, Blob.of(rendered.body, time.time()),
-                                   {"preset-digest": preset.digest, "source": original.identity})
-            return key, blob, "render"
+            blob = Blob.of(rendered.body, time.time())
+            kept = await self.put(key, blob, preset, original)
+            if kept is None:  # the render is good: serve it, and let the next miss store it
+                self.memory.put(key, blob)
+            return key, kept or blob, "render"
 
-    async def _put(self, key: str, blob: Blob, metadata: dict[str, str]) -> Blob:
-        """Store a render; the blob every client gets from now on."""
+    async def put(self, key: str, blob: Blob, preset: Preset, original: Original) -> Blob | None:
+        """Store a render of ``original`` under ``key`` (never overwriting) and keep it in memory.
+
+        Returns the blob every client gets from now on: ours, or another
+        holder's that was stored first (we outlived our lease), so every client
+        sees the same bytes. None when the store failed (logged and counted)."""
+        metadata = {"preset-digest": preset.digest, "source": original.identity}
         try:
             if not await self.store.put(key, blob, metadata):
-                # Another holder stored it first (we outlived our lease):
-                # serve theirs, so every client sees the same bytes.
                 blob = await self.store.get(key) or blob
         except (ImgproxyError, OSError) as exc:
-            # The render is good; serve it and let the next miss store it.
             STORE_ERRORS.labels("put").inc()
             log.error("variant store write failed for %s: %s", key, exc)
+            return None
         self.memory.put(key, blob)
         return blob
 
