@@ -21,7 +21,6 @@ way, a 5xx is worth retrying and a 4xx is not (:func:`transient`).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -36,8 +35,6 @@ from .render import Fanned, FanoutJob
 from .stores import Blob
 from .urls import VariantRequest, check_id
 from .variants import VariantService, variant_key
-
-log = logging.getLogger("imgproxy")
 
 #: One variant to make: a preset and an output format.
 Target = tuple[Preset, str]
