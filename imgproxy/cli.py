@@ -62,6 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.update(env)
     # One metrics directory per server: every worker writes to it, /metrics sums it.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="imgproxy-metrics-"))
+    from .web.logs import logging_config  # imports the metrics: only once their directory is set
+
     uvicorn.run(
         "imgproxy.app:create_app_from_env",
         factory=True,
@@ -69,7 +71,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        access_log=False,
+        log_config=logging_config(settings),
+        access_log=False,  # ours is imgproxy.web.logs.RequestLog
+        date_header=False,  # RequestLog sets Date, from the clock of Last-Modified
         server_header=False,
         timeout_graceful_shutdown=10,
     )

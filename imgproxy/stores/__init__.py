@@ -68,6 +68,9 @@ class VariantStore(Protocol):
     async def put(self, key: str, blob: Blob, metadata: Mapping[str, str]) -> bool:
         """Store atomically, never overwriting; False if it was already there."""
 
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` if it is there (the doctor's write probe)."""
+
     def lease(self, key: str) -> AbstractAsyncContextManager[Blob | None]:
         """Exclusive right to render ``key`` across processes and machines.
 

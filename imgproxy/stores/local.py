@@ -95,6 +95,10 @@ class LocalOriginals:
     async def fetch(self, id: str) -> Original:
         return await anyio.to_thread.run_sync(self._find, id)
 
+    async def check(self) -> None:
+        """Unavailable unless the folder exists and can be listed (readiness)."""
+        _check_folder(self.root, "originals", os.R_OK | os.X_OK)
+
     async def aclose(self) -> None:
         pass
 
@@ -130,6 +134,17 @@ class LocalVariants:
         except OSError as exc:
             raise _os_error(exc, "variant") from None
         return Blob.of(body, mtime)
+
+    async def check(self) -> None:
+        """Unavailable unless the folder exists and can be read (readiness)."""
+        _check_folder(self.root, "variants", os.R_OK | os.X_OK)
+
+    async def delete(self, key: str) -> None:
+        """Remove a variant (the doctor's write probe); gone already is fine."""
+        try:
+            (self.root / key).unlink()
+        except FileNotFoundError:
+            pass
 
     async def get(self, key: str) -> Blob | None:
         # Read on the event loop: a variant is a few KB to a few MB from the
@@ -198,6 +213,13 @@ class LocalVariants:
 
     async def aclose(self) -> None:
         pass
+
+
+def _check_folder(root: Path, store: str, mode: int) -> None:
+    if not root.is_dir():
+        raise Unavailable(f"{store} folder {root} does not exist or is not a folder")
+    if not os.access(root, mode):
+        raise Unavailable(f"{store} folder {root} cannot be read")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -161,6 +161,11 @@ class S3Variants:
                 raise
         return True
 
+    async def delete(self, key: str) -> None:
+        """Remove a variant (the doctor's write probe); gone already is fine."""
+        with mapped("delete", deadline=self.deadline):
+            await self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
     @asynccontextmanager
     async def lease(self, key: str) -> AsyncIterator[Blob | None]:
         async with self.leases.hold(key, self.get, self.exists) as stored:
