@@ -1,4 +1,4 @@
-"""The ``imgproxy`` command: serve, sign, warm, info.
+"""The ``imgproxy`` command: serve, sign, warm, info, doctor.
 
 ``serve`` takes every setting as an option (``--max-source-bytes`` and so on),
 derived from :class:`imgproxy.config.Settings`; nothing is declared twice.
@@ -118,6 +118,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    return doctor(load_settings())
+
+
 def cmd_warm(args: argparse.Namespace) -> int:
     from .warm import warm
 
@@ -150,6 +156,9 @@ def parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print settings, presets and the libvips version")
     info.set_defaults(func=cmd_info)
+
+    doctor = sub.add_parser("doctor", help="check settings, keys, stores, rendering and formats; exit 1 on a problem")
+    doctor.set_defaults(func=cmd_doctor)
     return p
 
 
