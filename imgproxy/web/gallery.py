@@ -21,7 +21,7 @@ from ..urls import variant_url
 GALLERY_PRESETS = ("thumbnail", "preview", "web")
 #: <source> type -> URL format, in the browser's order of preference; JPEG is the <img>.
 SOURCES = (("image/avif", "avif"), ("image/webp", "webp"))
-_SIZES = "(max-width: 1248px) calc(100vw - 48px), 1200px"
+_MARGINS = 48  # px: the body's margins
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -55,14 +55,15 @@ def _figure(key: str, presets: list[Preset], id: str) -> str:
         widths.setdefault(output_size(width, height, preset)[0], preset)
     largest = max(widths)
     shown = output_size(width, height, widths[largest])
+    sizes = f"(max-width: {largest + _MARGINS}px) calc(100vw - {_MARGINS}px), {largest}px"
 
     def srcset(fmt: str) -> str:
         return ", ".join(f"{variant_url(key, p.name, id, fmt)} {w}w" for w, p in sorted(widths.items()))
 
-    sources = "\n".join(f'  <source type="{mime}" srcset="{escape(srcset(fmt))}" sizes="{_SIZES}">'
+    sources = "\n".join(f'  <source type="{mime}" srcset="{escape(srcset(fmt))}" sizes="{sizes}">'
                         for mime, fmt in SOURCES)
     fallback = variant_url(key, widths[largest].name, id, "jpg")
     return (f"<figure>\n<picture>\n{sources}\n"
-            f'  <img src="{escape(fallback)}" srcset="{escape(srcset("jpg"))}" sizes="{_SIZES}"'
+            f'  <img src="{escape(fallback)}" srcset="{escape(srcset("jpg"))}" sizes="{sizes}"'
             f' width="{shown[0]}" height="{shown[1]}" loading="lazy" decoding="async" alt="{escape(id)}">\n'
             f"</picture>\n<figcaption><code>{escape(id)}</code></figcaption>\n</figure>")
