@@ -24,6 +24,7 @@ def test_a_herd_counts_one_render_and_the_rest_as_joined_or_hits(server_factory)
     assert server.metric("imgproxy_renders_total") == 1
     assert outcome["render"] == 1, outcome
     assert outcome["joined"] >= 1 and sum(outcome.values()) == 30, outcome
+    assert server.metric('imgproxy_leases_total{outcome="taken"}') == 1  # the local folder's flock
     timed = [r for r in responses if "server-timing" in r.headers]
     assert len(timed) == 1  # only the request that rendered
     assert all(r.headers["x-imgproxy-tier"] == "render" for r in responses if r not in timed and

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import BadRequest, ImgproxyError, NotFound, TooLarge, Unavailable
-from ..metrics import STORE_ERRORS
+from ..metrics import LEASES, STORE_ERRORS
 from ..render import Source
 from . import ORIGINAL_EXTENSIONS, Blob, Original, file_path
 
@@ -200,8 +200,11 @@ class LocalVariants:
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    LEASES.labels("taken").inc()
                     break
                 except BlockingIOError:
+                    if delay == 0.002:
+                        LEASES.labels("waited").inc()  # another process renders this key
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.05)
                 except OSError as exc:  # no locks on this filesystem (ENOLCK): render unlocked
