@@ -53,10 +53,12 @@ class Timings:
     store: float = 0.0  # writing the variant
 
 
-#: What ``get`` answers: the variant key, the variant, the tier that served it
-#: (``memory``, ``store``, ``render``, or ``joined``: another request's render),
-#: and, only for the request that rendered, where the render's time went.
-Served = tuple[str, Blob, str, Timings | None]
+#: What ``get`` answers: the variant key, the variant, and the tier that served
+#: it (``memory``, ``store``, ``render``, or ``joined``: another request's render).
+Served = tuple[str, Blob, str]
+#: What ``serve`` answers: ``Served`` and, only for the request that rendered,
+#: where the render's time went.
+Timed = tuple[str, Blob, str, Timings | None]
 
 
 def variant_key(request: VariantRequest, preset: Preset) -> str:
@@ -79,12 +81,17 @@ class VariantService:
     failed: FailedOriginals = field(default_factory=FailedOriginals)
 
     def __post_init__(self) -> None:
-        self._flight: SingleFlight[Served] = SingleFlight()
+        self._flight: SingleFlight[Timed] = SingleFlight()
         kind = store_kind(self.store)
         self._seconds = {op: STORE_SECONDS.labels(kind, op) for op in ("get", "put", "lease")}
         self._seconds["fetch"] = STORE_SECONDS.labels(store_kind(self.originals), "fetch")
 
     async def get(self, request: VariantRequest, preset: Preset) -> Served:
+        key, blob, tier, _ = await self.serve(request, preset)
+        return key, blob, tier
+
+    async def serve(self, request: VariantRequest, preset: Preset) -> Timed:
+        """``get``, plus the render's :class:`Timings` for the request that rendered."""
         key = variant_key(request, preset)
         blob = self.memory.get(key)
         if blob is not None:
@@ -101,13 +108,13 @@ class VariantService:
             return key, served[1], "joined", None
         return served
 
-    async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> Served:
+    async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> Timed:
         # A render place first: a burst of misses is refused (503) before it
         # waits on leases or downloads originals.
         with self.renderer.admit():
             return await self._render(key, request, preset)
 
-    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> Served:
+    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> Timed:
         timings = Timings()
         mark = time.perf_counter()
         async with self.store.lease(key) as stored:

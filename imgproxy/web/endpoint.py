@@ -65,7 +65,7 @@ class VariantEndpoint:
             return
         try:
             request, preset = self._checked(scope)
-            key, blob, tier, timings = await self.variants.get(request, preset)
+            key, blob, tier, timings = await self.variants.serve(request, preset)
         except ImgproxyError as exc:
             if isinstance(exc, BadRequest) and (location := canonical_location(self.keys, scope)) is not None:
                 OUTCOME["redirect"].inc()
