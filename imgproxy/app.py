@@ -2,8 +2,10 @@
 
 The lifespan opens the services (stores and their clients, the renderer, the
 memory tier) and closes them at shutdown. ``/v/`` requests go straight to
-:class:`VariantEndpoint`; everything else (``/healthz``, ``/metrics``) goes
-through Starlette.
+:class:`VariantEndpoint`; everything else (``/healthz``, ``/readyz``,
+``/metrics``, and in development the gallery at ``/``) goes through Starlette,
+whose own errors are our JSON errors (:mod:`.web.errors`). Around it all,
+:class:`RequestLog` sets the request id and ``Date`` and logs each request.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .config import Settings, load_settings
 from .errors import ImgproxyError, Unavailable
 from .metrics import exposition
 from .services import Services, open_services
+from .web import gallery, ready
 from .web.endpoint import VariantEndpoint
+from .web.errors import exception_handlers
+from .web.logs import RequestLog
 from .web.responses import Receive, Scope, Send, send_error
 
 log = logging.getLogger("imgproxy")
@@ -42,12 +47,18 @@ class App:
         self.services: Services | None = None
         self.endpoint: VariantEndpoint | None = None
         self._health: tuple[float, Response] | None = None
-        self.starlette = Starlette(
-            routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics)],
-            lifespan=self.lifespan,
-        )
+        self._ready: tuple[float, Response] | None = None
+        routes = [Route("/healthz", self.healthz), Route("/readyz", self.readyz), Route("/metrics", self.metrics)]
+        if settings.env == "development":
+            routes.append(Route("/", self.gallery))
+        self.starlette = Starlette(routes=routes, lifespan=self.lifespan,
+                                   exception_handlers=exception_handlers(settings.not_found_max_age))
+        self._asgi = RequestLog(self._route, enabled=settings.access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._asgi(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v/"):
             if self.endpoint is None:
                 await send_error(send, Unavailable("server is starting", retry_after=1))
@@ -60,7 +71,8 @@ class App:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with open_services(self.settings) as services:
             self.services = services
-            self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants)
+            self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants,
+                                            not_found_max_age=self.settings.not_found_max_age)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",
                      len(services.presets), self.settings.originals, self.settings.variants)
             try:
@@ -94,6 +106,24 @@ class App:
                                 headers={"cache-control": "no-store"})
         render = round((time.perf_counter() - started) * 1000, 2) if rendered else "skipped: every worker is busy"
         return JSONResponse({"status": "ok", "render_ms": render, **state}, headers={"cache-control": "no-store"})
+
+    async def readyz(self, request: Request) -> Response:
+        """200 when the stores answer and a worker renders; else 503 naming what is wrong."""
+        now = time.monotonic()
+        if self._ready is not None and now - self._ready[0] < HEALTH_TTL:
+            return self._ready[1]
+        services = self.services
+        found = {"server": "starting"} if services is None else await ready.problems(services)
+        body = {"status": "not ready", "problems": found} if found else {"status": "ready"}
+        response = JSONResponse(body, status_code=503 if found else 200, headers={"cache-control": "no-store"})
+        self._ready = (now, response)
+        return response
+
+    async def gallery(self, request: Request) -> Response:
+        services = self.services
+        if services is None:
+            return JSONResponse({"status": "starting"}, status_code=503, headers={"cache-control": "no-store"})
+        return HTMLResponse(gallery.page(services.keys[0], services.presets), headers={"cache-control": "no-store"})
 
     async def metrics(self, request: Request) -> Response:
         body, content_type = exposition()

@@ -1,4 +1,4 @@
-"""The ``imgproxy`` command: serve, sign, warm, consume, info; copy, purge, gc, du (:mod:`imgproxy.ops`).
+"""The ``imgproxy`` command: serve, sign, warm, consume, info, doctor; copy, purge, gc, du (:mod:`imgproxy.ops`).
 
 ``serve`` takes every setting as an option (``--max-source-bytes`` and so on),
 derived from :class:`imgproxy.config.Settings`; nothing is declared twice.
@@ -62,6 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.update(env)
     # One metrics directory per server: every worker writes to it, /metrics sums it.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="imgproxy-metrics-"))
+    from .web.logs import logging_config  # imports the metrics: only once their directory is set
+
     uvicorn.run(
         "imgproxy.app:create_app_from_env",
         factory=True,
@@ -69,7 +71,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        access_log=False,
+        log_config=logging_config(settings),
+        access_log=False,  # ours is imgproxy.web.logs.RequestLog
+        date_header=False,  # RequestLog sets Date, from the clock of Last-Modified
         server_header=False,
         timeout_graceful_shutdown=10,
     )
@@ -112,6 +116,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     for p in load_presets(settings.presets).values():
         print(f"  {p.name:14} {p.width}x{p.height} {p.fit:6} digest {p.digest}")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    return doctor(load_settings())
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
@@ -176,6 +186,9 @@ def parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print settings, presets and the libvips version")
     info.set_defaults(func=cmd_info)
+
+    doctor = sub.add_parser("doctor", help="check settings, keys, stores, rendering and formats; exit 1 on a problem")
+    doctor.set_defaults(func=cmd_doctor)
 
     from .ops import add_commands  # copy, purge, gc, du
 

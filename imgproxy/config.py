@@ -49,6 +49,9 @@ class Settings:
     port: int = setting(8080, "port to listen on")
     workers: int = setting(1, "server processes")
     log_level: str = setting("info", "uvicorn log level")
+    log_format: str = setting("auto", "'json' (one object a line), 'text', or 'auto': text in development, JSON in production")
+    access_log: bool = setting(True, "one log line per request: method, path without the query, status, tier, bytes, ms, request id, error category")
+    not_found_max_age: int = setting(10, "seconds a 404 (missing original, unknown preset or path) may be cached")
     memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
     render_threads: int = setting(0, "concurrent renders per process; 0 means one per CPU core")
     render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
@@ -80,6 +83,8 @@ class Settings:
 
         check(self.env in ("development", "production"), "env", "must be 'development' or 'production'")
         check(self.render_mode in ("thread", "process"), "render_mode", "must be 'thread' or 'process'")
+        check(self.log_format in ("auto", "json", "text"), "log_format", "must be 'auto', 'json' or 'text'")
+        check(self.not_found_max_age >= 0, "not_found_max_age", "must be >= 0")
         check(1 <= self.port <= 65535, "port", "must be 1..65535")
         check(self.workers >= 1, "workers", "must be at least 1")
         check(self.memory_cache_mb >= 0, "memory_cache_mb", "must be >= 0")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 SAMPLES = ("demo/gradient", "demo/zoneplate", "demo/waves")
+#: Their sizes, as ``seed`` writes them: the gallery's width and height attributes.
+SIZES = {"demo/gradient": (1600, 1066), "demo/zoneplate": (600, 600), "demo/waves": (1400, 900)}
 
 
 def seed(root: Path) -> list[str]:

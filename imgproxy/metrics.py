@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 RENDERS = Counter("imgproxy_renders_total", "Variants rendered", ["preset", "format"])
@@ -21,14 +29,27 @@ RENDER_SECONDS = Histogram(
 STORE_ERRORS = Counter("imgproxy_store_errors_total", "Variant store failures", ["operation"])
 LEASES = Counter(
     "imgproxy_leases_total",
-    "Render leases on a shared S3 variant bucket: taken, taken_over (expired), waited",
+    "Render leases: taken, taken_over (an expired S3 lease), waited (someone else held it)",
     ["outcome"],
 )
+
+STORE_SECONDS = Histogram(
+    "imgproxy_store_seconds", "Store call latency: store is local, s3 or http; operation fetch (an original), "
+    "get, put or lease (a variant)", ["store", "operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
+)
+RENDERS_IN_FLIGHT = Gauge("imgproxy_renders_in_flight", "Renders running in a worker now",
+                          multiprocess_mode="livesum")
+RENDER_QUEUE = Gauge("imgproxy_render_queue", "Renders waiting for a free worker now",
+                     multiprocess_mode="livesum")
+ERRORS = Counter("imgproxy_errors_total", "Error responses by category (the JSON body's error)", ["category"])
+SOURCE_BYTES = Counter("imgproxy_source_bytes_total", "Bytes of originals fetched for renders")
+VARIANT_BYTES = Counter("imgproxy_variant_bytes_total", "Bytes of variants rendered", ["format"])
 
 #: Bound once: the hit path increments these without a label lookup.
 OUTCOME = {
     name: REQUESTS.labels(name)
-    for name in ("memory", "store", "render", "not_modified")
+    for name in ("memory", "store", "render", "joined", "not_modified", "redirect")
 }
 
 

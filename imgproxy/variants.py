@@ -14,6 +14,7 @@ identity (:mod:`imgproxy.cache.failures`) and answered without decoding again.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -22,22 +23,52 @@ from .cache.failures import FailedOriginals
 from .cache.flight import SingleFlight
 from .cache.memory import MemoryTier, NoMemoryTier
 from .errors import ImgproxyError
-from .metrics import RENDER_SECONDS, RENDERS, STORE_ERRORS
+from .metrics import (
+    RENDER_QUEUE,
+    RENDER_SECONDS,
+    RENDERS,
+    RENDERS_IN_FLIGHT,
+    SOURCE_BYTES,
+    STORE_ERRORS,
+    STORE_SECONDS,
+    VARIANT_BYTES,
+)
 from .presets import Preset
-from .render import Limits, Rendered, RenderJob
+from .render import Limits, Rendered, RenderJob, Source
 from .stores import Blob, Original, OriginalStore, VariantStore
 from .urls import VariantRequest
 from .workers import Renderer
 
 log = logging.getLogger("imgproxy")
 
-#: What ``get`` answers: the variant key, the variant, and the tier that served it.
+
+@dataclass(slots=True)
+class Timings:
+    """Where one render's time went, in seconds (the ``Server-Timing`` of a miss)."""
+
+    lease: float = 0.0  # waiting for the render lease (another process rendering)
+    fetch: float = 0.0  # fetching the original
+    queue: float = 0.0  # waiting for a free worker
+    render: float = 0.0
+    store: float = 0.0  # writing the variant
+
+
+#: What ``get`` answers: the variant key, the variant, and the tier that served
+#: it (``memory``, ``store``, ``render``, or ``joined``: another request's render).
 Served = tuple[str, Blob, str]
+#: What ``serve`` answers: ``Served`` and, only for the request that rendered,
+#: where the render's time went.
+Timed = tuple[str, Blob, str, Timings | None]
 
 
 def variant_key(request: VariantRequest, preset: Preset) -> str:
     """Store key; the preset's digest retires renders of an edited preset."""
     return f"{preset.name}/{preset.digest}/{request.id}.{request.fmt}"
+
+
+def store_kind(store: object) -> str:
+    """``local``, ``s3`` or ``http``: a bounded metric label for a store."""
+    return type(store).__module__.rpartition(".")[2]
 
 
 @dataclass
@@ -50,47 +81,89 @@ class VariantService:
     failed: FailedOriginals = field(default_factory=FailedOriginals)
 
     def __post_init__(self) -> None:
-        self._flight: SingleFlight[Served] = SingleFlight()
+        self._flight: SingleFlight[Timed] = SingleFlight()
+        kind = store_kind(self.store)
+        self._seconds = {op: STORE_SECONDS.labels(kind, op) for op in ("get", "put", "lease")}
+        self._seconds["fetch"] = STORE_SECONDS.labels(store_kind(self.originals), "fetch")
 
     async def get(self, request: VariantRequest, preset: Preset) -> Served:
+        key, blob, tier, _ = await self.serve(request, preset)
+        return key, blob, tier
+
+    async def serve(self, request: VariantRequest, preset: Preset) -> Timed:
+        """``get``, plus the render's :class:`Timings` for the request that rendered."""
         key = variant_key(request, preset)
         blob = self.memory.get(key)
         if blob is not None:
-            return key, blob, "memory"
+            return key, blob, "memory", None
+        started = time.perf_counter()
         blob = await self.store.get(key)
+        self._seconds["get"].observe(time.perf_counter() - started)
         if blob is not None:
             self.memory.put(key, blob)
-            return key, blob, "store"
-        return await self._flight.run(key, lambda: self._produce(key, request, preset))
+            return key, blob, "store", None
+        joined = key in self._flight
+        served = await self._flight.run(key, lambda: self._produce(key, request, preset))
+        if joined and served[2] == "render":
+            return key, served[1], "joined", None
+        return served
 
-    async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> Served:
+    async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> Timed:
         # A render place first: a burst of misses is refused (503) before it
         # waits on leases or downloads originals.
         with self.renderer.admit():
             return await self._render(key, request, preset)
 
-    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> Served:
+    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> Timed:
+        timings = Timings()
+        mark = time.perf_counter()
         async with self.store.lease(key) as stored:
+            timings.lease, mark = _since(mark)
+            self._seconds["lease"].observe(timings.lease)
             if stored is not None:  # another process rendered it while we waited
                 self.memory.put(key, stored)
-                return key, stored, "store"
+                return key, stored, "store", None
             original = await self.originals.fetch(request.id)
+            timings.fetch, mark = _since(mark)
+            self._seconds["fetch"].observe(timings.fetch)
+            SOURCE_BYTES.inc(_size(original.source))
             self.failed.check(original.identity, key)
-            started = time.perf_counter()
-            try:
-                rendered = cast(Rendered, await self.renderer.run(
-                    RenderJob(original.source, preset, request.fmt, self.limits)
-                ))
-            except ImgproxyError as exc:
-                self.failed.remember(original.identity, key, exc)
-                raise
-            RENDER_SECONDS.labels(request.fmt).observe(time.perf_counter() - started)
+            rendered = await self._run(RenderJob(original.source, preset, request.fmt, self.limits),
+                                       original.identity, key, timings)
+            RENDER_SECONDS.labels(request.fmt).observe(timings.render)
             RENDERS.labels(preset.name, request.fmt).inc()
+            VARIANT_BYTES.labels(request.fmt).inc(len(rendered.body))
+            mark = time.perf_counter()
             blob = Blob.of(rendered.body, time.time())
             kept = await self.put(key, blob, preset, original)
             if kept is None:  # the render is good: serve it, and let the next miss store it
                 self.memory.put(key, blob)
-            return key, kept or blob, "render"
+            timings.store, _ = _since(mark)
+            return key, kept or blob, "render", timings
+
+    async def _run(self, job: RenderJob, identity: str, key: str, timings: Timings) -> Rendered:
+        """The render, timed: waiting for a worker (queue), then rendering."""
+        queued = time.perf_counter()
+        began: list[float] = []
+
+        def started() -> None:
+            began.append(time.perf_counter())
+            RENDER_QUEUE.dec()
+            RENDERS_IN_FLIGHT.inc()
+
+        RENDER_QUEUE.inc()
+        try:
+            return cast(Rendered, await self.renderer.run(job, started))
+        except ImgproxyError as exc:
+            self.failed.remember(identity, key, exc)
+            raise
+        finally:
+            if began:
+                RENDERS_IN_FLIGHT.dec()
+                timings.queue = began[0] - queued
+                timings.render = time.perf_counter() - began[0]
+            else:
+                RENDER_QUEUE.dec()
 
     async def put(self, key: str, blob: Blob, preset: Preset, original: Original) -> Blob | None:
         """Store a render of ``original`` under ``key`` (never overwriting) and keep it in memory.
@@ -99,6 +172,7 @@ class VariantService:
         holder's that was stored first (we outlived our lease), so every client
         sees the same bytes. None when the store failed (logged and counted)."""
         metadata = {"preset-digest": preset.digest, "source": original.identity}
+        started = time.perf_counter()
         try:
             if not await self.store.put(key, blob, metadata):
                 blob = await self.store.get(key) or blob
@@ -106,6 +180,22 @@ class VariantService:
             STORE_ERRORS.labels("put").inc()
             log.error("variant store write failed for %s: %s", key, exc)
             return None
+        finally:
+            self._seconds["put"].observe(time.perf_counter() - started)
         self.memory.put(key, blob)
         return blob
 
+
+def _since(mark: float) -> tuple[float, float]:
+    """Seconds since ``mark``, and now (the next mark)."""
+    now = time.perf_counter()
+    return now - mark, now
+
+
+def _size(source: Source) -> int:
+    if source.data is not None:
+        return len(source.data)
+    try:
+        return os.stat(source.path).st_size if source.path else 0
+    except OSError:
+        return 0

@@ -167,7 +167,7 @@ class _StubRenderer(RendererBase):
     def __init__(self, body: bytes, seconds: float) -> None:
         self.body, self.seconds = body, seconds
 
-    async def run(self, job: object) -> object:
+    async def run(self, job: object, started: object = None) -> object:
         from imgproxy.render import Rendered
 
         await asyncio.sleep(self.seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -44,7 +44,9 @@ class ScriptedRenderer:
     def admit(self) -> Iterator[None]:
         yield
 
-    async def run(self, job: RenderJob) -> Rendered:
+    async def run(self, job: RenderJob, started: Callable[[], object] | None = None) -> Rendered:
+        if started is not None:
+            started()
         self.runs += 1
         if self.errors:
             raise self.errors.pop(0)

@@ -68,7 +68,9 @@ async def test_signature_errors(client: httpx.AsyncClient, path: str, status: in
 
 
 async def test_request_errors(client: httpx.AsyncClient) -> None:
-    r = await client.get(url() + "&x=1")
+    r = await client.get(url() + "&x=1")  # a valid s: sent to the one URL of the variant
+    assert r.status_code == 308 and r.headers["location"].endswith(url())
+    r = await client.get(url().replace("?s=", "?s=forged") + "&x=1")
     assert r.status_code == 400 and r.json()["error"] == "bad_request"
     r = await client.get(url("nope"))
     assert r.status_code == 404 and r.json()["error"] == "not_found"

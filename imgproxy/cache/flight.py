@@ -21,6 +21,10 @@ class SingleFlight(Generic[T]):
     def __len__(self) -> int:
         return len(self._running)
 
+    def __contains__(self, key: str) -> bool:
+        """Whether work for ``key`` is running (a caller now would join it)."""
+        return key in self._running
+
     async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
         task = self._running.get(key)
         if task is None:

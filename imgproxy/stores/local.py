@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import anyio
 
 from ..errors import BadRequest, ImgproxyError, NotFound, TooLarge, Unavailable
-from ..metrics import STORE_ERRORS
+from ..metrics import LEASES, STORE_ERRORS
 from ..render import Source
 from . import ORIGINAL_EXTENSIONS, Blob, ObjectStat, Original, file_path
 
@@ -146,6 +146,10 @@ class LocalOriginals:
             raise
         return None
 
+    async def check(self) -> None:
+        """Unavailable unless the folder exists and can be listed (readiness)."""
+        _check_folder(self.root, "originals", os.R_OK | os.X_OK)
+
     async def aclose(self) -> None:
         pass
 
@@ -181,6 +185,10 @@ class LocalVariants:
         except OSError as exc:
             raise _os_error(exc, "variant") from None
         return Blob.of(body, mtime)
+
+    async def check(self) -> None:
+        """Unavailable unless the folder exists and can be read (readiness)."""
+        _check_folder(self.root, "variants", os.R_OK | os.X_OK)
 
     async def get(self, key: str) -> Blob | None:
         # Read on the event loop: a variant is a few KB to a few MB from the
@@ -236,8 +244,11 @@ class LocalVariants:
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    LEASES.labels("taken").inc()
                     break
                 except BlockingIOError:
+                    if delay == 0.002:
+                        LEASES.labels("waited").inc()  # another process renders this key
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.05)
                 except OSError as exc:  # no locks on this filesystem (ENOLCK): render unlocked
@@ -296,6 +307,13 @@ def _walk(root: Path, prefix: str) -> list[tuple[str, int]]:
 def _flush(f: BinaryIO) -> None:
     f.flush()
     os.fsync(f.fileno())
+
+
+def _check_folder(root: Path, store: str, mode: int) -> None:
+    if not root.is_dir():
+        raise Unavailable(f"{store} folder {root} does not exist or is not a folder")
+    if not os.access(root, mode):
+        raise Unavailable(f"{store} folder {root} cannot be read")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -251,7 +250,6 @@ class S3Variants:
                 raise
         return True
 
-    @asynccontextmanager
     async def lease(self, key: str) -> AsyncIterator[Blob | None]:
         async with self.leases.hold(key, self.get, self.exists) as stored:
             yield stored

@@ -2,7 +2,7 @@
 lookups and two ``send`` calls, with no framework objects built per request.
 
     GET|HEAD /v/<preset>/<id>.<fmt>?s=<signature>
-      1. query: exactly one ``s``                   400 / 403
+      1. query: exactly one ``s``                   400 / 403 (308 to it: canonical.py)
       2. parse preset, id, format                   400
       3. signature over the raw path                403
       4. preset known                               404
@@ -22,19 +22,33 @@ from ..presets import Preset
 from ..signing import verify
 from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
 from ..variants import VariantService
-from .responses import Receive, Scope, Send, VariantHeaders, not_modified_headers, send_error
+from .canonical import canonical_location
+from .logs import RECORD, note_error
+from .responses import (
+    Receive,
+    Scope,
+    Send,
+    VariantHeaders,
+    not_modified_headers,
+    send_error,
+    send_redirect,
+    server_timing,
+)
 
 log = logging.getLogger("imgproxy")
 _PREFIX = PREFIX.encode()
 _TIER = {tier: (b"x-imgproxy-tier", tier.encode()) for tier in ("memory", "store", "render")}
+_TIER["joined"] = _TIER["render"]  # served by a render another request started
 
 #: Verified URLs remembered per process; cleared whole when full (cheaper than LRU).
 VERIFIED_URLS = 65536
 
 
 class VariantEndpoint:
-    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService) -> None:
+    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService,
+                 not_found_max_age: int = 60) -> None:
         self.keys = tuple(keys)
+        self.not_found_max_age = not_found_max_age
         self.presets = presets
         self.variants = variants
         self.headers = VariantHeaders()
@@ -46,20 +60,32 @@ class VariantEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method not in ("GET", "HEAD"):
+            note_error(scope, MethodNotAllowed.error)
             await send_error(send, MethodNotAllowed("only GET and HEAD are allowed"))
             return
         try:
             request, preset = self._checked(scope)
-            key, blob, tier = await self.variants.get(request, preset)
+            key, blob, tier, timings = await self.variants.serve(request, preset)
         except ImgproxyError as exc:
+            if isinstance(exc, BadRequest) and (location := canonical_location(self.keys, scope)) is not None:
+                OUTCOME["redirect"].inc()
+                await send_redirect(send, location)
+                return
+            if isinstance(exc, NotFound):
+                exc.max_age = self.not_found_max_age
             REQUESTS.labels(exc.error).inc()
+            note_error(scope, exc.error)
             await send_error(send, exc, head=method == "HEAD")
             return
         except Exception:  # a bug, not bad input: say so, keep serving
             log.exception("unhandled error (category: bug) for %s", scope.get("path"))
             REQUESTS.labels("internal").inc()
+            note_error(scope, "internal")
             await send_error(send, ImgproxyError("internal error"), head=method == "HEAD")
             return
+        record = scope.get(RECORD)
+        if record is not None:
+            record.tier = tier
         headers = self.headers.get(key, blob, OUTPUTS[request.fmt].mime)
         if _not_modified(scope, blob.etag):
             OUTCOME["not_modified"].inc()
@@ -67,7 +93,8 @@ class VariantEndpoint:
             await send({"type": "http.response.body", "body": b""})
             return
         OUTCOME[tier].inc()
-        await send({"type": "http.response.start", "status": 200, "headers": [*headers, _TIER[tier]]})
+        extra = [_TIER[tier]] if timings is None else [_TIER[tier], server_timing(timings)]
+        await send({"type": "http.response.start", "status": 200, "headers": [*headers, *extra]})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else blob.body})
 
     def _checked(self, scope: Scope) -> tuple[VariantRequest, Preset]:

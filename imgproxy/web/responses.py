@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import email.utils
 import json
+import time
 
 from starlette.types import Receive, Scope, Send
 
 from ..caching import IMMUTABLE, for_error
 from ..errors import ImgproxyError, MethodNotAllowed
 from ..stores import Blob
+from ..variants import Timings
 
-__all__ = ["Receive", "Scope", "Send", "VariantHeaders", "error_headers", "not_modified_headers", "send_error"]
+__all__ = ["Receive", "Scope", "Send", "VariantHeaders", "error_headers", "not_modified_headers", "send_error",
+           "send_redirect", "server_timing"]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -41,7 +44,8 @@ class VariantHeaders:
             (b"content-length", str(len(blob.body)).encode()),
             (b"cache-control", _IMMUTABLE),
             (b"etag", blob.etag.encode()),
-            (b"last-modified", email.utils.formatdate(blob.mtime, usegmt=True).encode()),
+            # Never after Date (RFC 9110 8.8.2.1), even for a store whose clock runs ahead.
+            (b"last-modified", email.utils.formatdate(min(blob.mtime, time.time()), usegmt=True).encode()),
             (b"x-content-type-options", b"nosniff"),
         )
         if len(self._built) >= self.size:
@@ -71,3 +75,22 @@ async def send_error(send: Send, exc: ImgproxyError, head: bool = False) -> None
     body = json.dumps(exc.body()).encode()
     await send({"type": "http.response.start", "status": exc.status, "headers": error_headers(exc, len(body))})
     await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+#: How long a redirect to a canonical URL may be kept: that URL never changes.
+REDIRECT_MAX_AGE = 86400
+
+
+async def send_redirect(send: Send, location: bytes) -> None:
+    """A cacheable 308 to ``location`` (the canonical URL of a variant)."""
+    headers = [(b"location", location), (b"content-length", b"0"),
+               (b"cache-control", f"public, max-age={REDIRECT_MAX_AGE}".encode())]
+    await send({"type": "http.response.start", "status": 308, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def server_timing(timings: Timings) -> tuple[bytes, bytes]:
+    """``Server-Timing`` of a render: lease, fetch, queue, render, store (ms)."""
+    names = ("lease", "fetch", "queue", "render", "store")
+    parts = (f"{name};dur={getattr(timings, name) * 1000:.1f}" for name in names)
+    return b"server-timing", ", ".join(parts).encode()

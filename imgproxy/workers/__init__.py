@@ -43,6 +43,7 @@ stepped through).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Protocol
 
 from ..config import Settings
@@ -66,8 +67,9 @@ class Renderer(Protocol):
     def admit(self) -> contextlib.AbstractContextManager[None]:
         """A place among the jobs in flight, or 503 at once when there is none."""
 
-    async def run(self, job: Job) -> Result:
-        """Run ``job`` in an admitted place (waits for a free thread/worker)."""
+    async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
+        """Run ``job`` in an admitted place (waits for a free thread/worker);
+        ``started`` is called when a thread or worker takes it."""
 
     async def render(self, job: RenderJob) -> Rendered:
         """``admit()`` and ``run(job)`` in one."""

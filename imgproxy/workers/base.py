@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar, cast
 
 from ..errors import GatewayTimeout, Unavailable
@@ -46,8 +46,9 @@ class RendererBase:
         finally:
             self.pending -= 1
 
-    async def run(self, job: Job) -> Result:
-        """Run ``job`` in an admitted place (waits for a free thread or worker)."""
+    async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
+        """Run ``job`` in an admitted place (waits for a free thread or worker);
+        ``started`` is called when a thread or worker takes it."""
         raise NotImplementedError
 
     async def render(self, job: RenderJob) -> Rendered:

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,12 @@ class ProcessRenderer(RendererBase):
         for worker in workers:
             self._idle.put_nowait(worker)
 
-    async def run(self, job: Job) -> Result:
+    async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
         try:
             with anyio.fail_after(self.timeout):
                 worker = await self._checkout()
+                if started is not None:
+                    started()
                 return await self._run(worker, job)
         except TimeoutError:
             raise self.too_slow() from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 
 from ..render import Job, Result, configure, run_job
@@ -21,13 +23,16 @@ class ThreadRenderer(RendererBase):
     def idle(self) -> int:
         return int(self.concurrency - self._limiter.borrowed_tokens)
 
-    async def run(self, job: Job) -> Result:
+    async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
+        def in_thread() -> Result:
+            if started is not None:
+                started()
+            return run_job(job)
+
         try:
             # A thread cannot be killed: on timeout the caller is answered and
             # the thread finishes in the background (process mode kills it).
             with anyio.fail_after(self.timeout):
-                return await anyio.to_thread.run_sync(
-                    run_job, job, limiter=self._limiter, abandon_on_cancel=True
-                )
+                return await anyio.to_thread.run_sync(in_thread, limiter=self._limiter, abandon_on_cancel=True)
         except TimeoutError:
             raise self.too_slow() from None

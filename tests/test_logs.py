@@ -1,0 +1,95 @@
+"""web/logs.py: request ids, Date, and one access line per request, read from a real server's log."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+
+import httpx
+import pytest
+from conftest import add_original, corpus
+
+
+def access_lines(server) -> list[dict]:
+    return [line for line in map(_json, server.logs().splitlines()) if line.get("logger") == "imgproxy.access"]
+
+
+def _json(line: str) -> dict:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return {}
+
+
+@pytest.fixture
+def json_server(server_factory):
+    server = server_factory(env={"IMGPROXY_LOG_FORMAT": "json"})
+    add_original(server, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
+    return server
+
+
+def test_one_json_line_per_request_without_the_signature(json_server):
+    server = json_server
+    url = server.url("thumbnail", "photos/42", "webp")
+    first = server.get(url, headers={"X-Request-ID": "req-1"})
+    second = server.get(url)
+    server.get(server.url("thumbnail", "photos/nope", "webp"), headers={"X-Request-ID": "req-3"})
+    forged = server.get(url[:-3] + "AAA")
+    server.stop()  # flushes the log
+    lines = {line["request_id"]: line for line in access_lines(server)}
+    render = lines["req-1"]
+    assert render["method"] == "GET" and render["path"] == "/v/thumbnail/photos/42.webp"
+    assert render["status"] == 200 and render["tier"] == "render"
+    assert render["bytes"] == len(first.content) and render["ms"] > 0
+    assert "error" not in render
+    hit = lines[second.headers["x-request-id"]]
+    assert hit["tier"] == "memory"
+    assert lines["req-3"]["status"] == 404 and lines["req-3"]["error"] == "not_found"
+    assert lines[forged.headers["x-request-id"]]["error"] == "forbidden"
+    assert url.split("s=")[1] not in server.logs()  # no signature, no query in any line
+
+
+def test_request_id_is_echoed_validated_or_minted(server):
+    echoed = server.get("/healthz", headers={"X-Request-ID": "abc-DEF_123:4/5"})
+    assert echoed.headers["x-request-id"] == "abc-DEF_123:4/5"
+    for bad in ("x" * 65, "has space", "tab\there"):
+        minted = server.get("/healthz", headers={"X-Request-ID": bad})
+        assert minted.headers["x-request-id"] != bad and len(minted.headers["x-request-id"]) == 16
+    a, b = server.get("/metrics"), server.get("/nothing-here")
+    assert a.headers["x-request-id"] != b.headers["x-request-id"]
+    # Every kind of response carries it: variant errors, Starlette's 404, a 405 too.
+    assert "x-request-id" in httpx.post(server.url("thumbnail", "x")).headers
+    assert "x-request-id" in server.get(server.url("thumbnail", "x")).headers
+
+
+def test_text_format_and_access_log_off(server_factory):
+    text = server_factory(env={"IMGPROXY_LOG_FORMAT": "text"})
+    off = server_factory(env={"IMGPROXY_LOG_FORMAT": "json", "IMGPROXY_ACCESS_LOG": "false"})
+    text.get("/metrics", headers={"X-Request-ID": "text-1"})
+    off.get("/metrics", headers={"X-Request-ID": "off-1"})
+    text.stop()
+    off.stop()
+    line = next(line for line in text.logs().splitlines() if "text-1" in line)
+    assert "imgproxy.access: GET /metrics 200" in line and "request_id=text-1" in line
+    assert "off-1" not in off.logs()
+
+
+def test_errors_are_counted_by_category(json_server):
+    server = json_server
+    server.get(server.url("thumbnail", "photos/nope", "webp"))
+    server.get("/no-such-path")
+    server.get(server.url("thumbnail", "photos/42")[:-3] + "AAA")
+    assert server.metric('imgproxy_errors_total{category="not_found"}') == 2
+    assert server.metric('imgproxy_errors_total{category="forbidden"}') == 1
+
+
+def test_last_modified_is_never_after_date(json_server):
+    server = json_server
+    # Fresh renders are stamped now; uvicorn's own Date lagged up to a second behind.
+    for preset in ("thumbnail", "preview", "web", "small", "thumb-square"):
+        for fmt in ("webp", "jpg"):
+            r = server.get(server.url(preset, "photos/42", fmt))
+            assert r.status_code == 200
+            assert len(r.headers.get_list("date")) == 1
+            date = email.utils.parsedate_to_datetime(r.headers["date"])
+            assert email.utils.parsedate_to_datetime(r.headers["last-modified"]) <= date, (preset, fmt)
