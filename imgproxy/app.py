@@ -29,7 +29,7 @@ from .services import Services, open_services
 from .web import gallery, ready
 from .web.endpoint import VariantEndpoint
 from .web.errors import exception_handlers
-from .web.logs import RequestLog
+from .web.logs import RequestLog, log_format
 from .web.responses import Receive, Scope, Send, send_error
 
 log = logging.getLogger("imgproxy")
@@ -53,7 +53,8 @@ class App:
             routes.append(Route("/", self.gallery))
         self.starlette = Starlette(routes=routes, lifespan=self.lifespan,
                                    exception_handlers=exception_handlers(settings.not_found_max_age))
-        self._asgi = RequestLog(self._route, enabled=settings.access_log)
+        self._asgi = RequestLog(self._route, enabled=settings.access_log,
+                                json_lines=log_format(settings) == "json")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._asgi(scope, receive, send)
@@ -83,6 +84,7 @@ class App:
                 # 4. open_services closes the renderer, the stores, the clients.
                 self.endpoint = None
                 self.services = None
+                self._asgi.lines.flush()
 
     async def healthz(self, request: Request) -> Response:
         now = time.monotonic()

@@ -8,9 +8,10 @@ HTTP request it
 - sets ``Date`` from the clock that stamps ``Last-Modified`` (uvicorn's own
   ``Date`` is turned off: it ticks once a second, so a fresh render's
   ``Last-Modified`` could be a second later than it);
-- writes one line to the ``imgproxy.access`` logger (unless ``access_log`` is
-  off): method, path (the query, and so the signature, left out), status,
-  tier, bytes, milliseconds, request id, and the error category of an error;
+- writes one access line (unless ``access_log`` is off): method, path (the
+  query, and so the signature, left out), status, tier, bytes, milliseconds,
+  request id, and the error category of an error, in the log format
+  (:class:`AccessLines`);
 - counts error responses in ``imgproxy_errors_total{category}``.
 
 Handlers below it fill in the :class:`RequestRecord` found at
@@ -19,6 +20,7 @@ Handlers below it fill in the :class:`RequestRecord` found at
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -33,8 +35,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..metrics import ERRORS
-
-access_log = logging.getLogger("imgproxy.access")
 
 #: The scope key of the request's :class:`RequestRecord`.
 RECORD = "imgproxy.request"
@@ -54,10 +54,85 @@ def note_error(scope: Scope, category: str) -> None:
         record.error = category
 
 
+class AccessLines:
+    """Access lines, written in batches straight to stderr.
+
+    Through ``logging`` a line cost about 140 us (a LogRecord, a formatter, a
+    lock and a write per request), five times a memory hit; built here it
+    costs a few, and lines reach stderr in one ``write`` per batch: every
+    0.1 s, at 64 KiB, and at shutdown. Each write is at most 4 KiB of whole
+    lines, so lines of several server processes sharing a pipe never mix.
+    The lines look like the ``logging`` ones (same fields, same logger name).
+    """
+
+    INTERVAL = 0.1
+    LIMIT = 64 * 1024
+    _ATOMIC = 4096  # PIPE_BUF: a pipe write up to this size is never split
+
+    def __init__(self, json_lines: bool, fd: int = 2) -> None:
+        self.json = json_lines
+        self.fd = fd
+        self._lines: list[str] = []
+        self._size = 0
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._stamp = (0, "")
+
+    def add(self, method: str, path: str, status: int, tier: str | None, size: int, ms: float,
+            request_id: str, error: str | None) -> None:
+        now = time.time()
+        if self.json:
+            line = json.dumps({"ts": self._ts(now), "level": "info", "logger": "imgproxy.access",
+                               "msg": f"{method} {path} {status}", "method": method, "path": path,
+                               "status": status, "tier": tier, "bytes": size, "ms": ms,
+                               "request_id": request_id, **({"error": error} if error else {})}) + "\n"
+        else:
+            extra = f" tier={tier}" if tier else ""
+            extra += f" error={error}" if error else ""
+            line = (f"{self._ts(now, text=True)} INFO imgproxy.access: {method} {path} {status}{extra} "
+                    f"bytes={size} ms={ms} request_id={request_id}\n")
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= self.LIMIT:
+            self.flush()
+        elif self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_later(self.INTERVAL, self.flush)
+
+    def _ts(self, now: float, text: bool = False) -> str:
+        second = int(now)
+        if second != self._stamp[0]:
+            self._stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        ms = int((now - second) * 1000)
+        return f"{self._stamp[1]},{ms:03d}" if text else f"{self._stamp[1]}.{ms:03d}+00:00"
+
+    def flush(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        lines, self._lines, self._size = self._lines, [], 0
+        chunk: list[bytes] = []
+        size = 0
+        for line in (line.encode("utf-8", "replace") for line in lines):
+            if chunk and size + len(line) > self._ATOMIC:
+                self._write(b"".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._write(b"".join(chunk))
+
+    def _write(self, data: bytes) -> None:
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+        except OSError:
+            pass  # stderr gone or full: the access log is not worth a failed request
+
+
 class RequestLog:
-    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
+    def __init__(self, app: ASGIApp, enabled: bool = True, json_lines: bool = False) -> None:
         self.app = app
         self.enabled = enabled
+        self.lines = AccessLines(json_lines)
         self._date = (0, b"")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,25 +164,15 @@ class RequestLog:
             if record.error is not None:
                 ERRORS.labels(record.error).inc()
             if self.enabled:
-                self._log(scope, record, status, size, time.perf_counter() - started)
+                self.lines.add(scope["method"], scope["path"], status, record.tier, size,
+                               round((time.perf_counter() - started) * 1000, 2), record.id.decode("ascii"),
+                               record.error)
 
     def _http_date(self) -> bytes:
         now = int(time.time())
         if now != self._date[0]:
             self._date = (now, email.utils.formatdate(now, usegmt=True).encode())
         return self._date[1]
-
-    @staticmethod
-    def _log(scope: Scope, record: RequestRecord, status: int, size: int, seconds: float) -> None:
-        fields: dict[str, Any] = {
-            "method": scope["method"], "path": scope["path"], "status": status, "tier": record.tier,
-            "bytes": size, "ms": round(seconds * 1000, 2), "request_id": record.id.decode("ascii"),
-        }
-        if record.error is not None:
-            fields["error"] = record.error
-        text = " ".join(f"{k}={v}" for k, v in fields.items() if k not in ("method", "path", "status")
-                        and v is not None)
-        access_log.info("%s %s %d %s", scope["method"], scope["path"], status, text, extra={"access": fields})
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -161,8 +226,6 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "root": {"handlers": ["default"], "level": level},
         "loggers": {
             "uvicorn": {"level": level},
-            # Its own switch: an operator who wants warnings only may still want the access log.
-            "imgproxy.access": {"level": "INFO" if settings.access_log else "WARNING"},
             **quiet,
         },
     }
