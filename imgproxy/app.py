@@ -2,8 +2,9 @@
 
 The lifespan opens the services (stores and their clients, the renderer, the
 memory tier) and closes them at shutdown. ``/v/`` requests go straight to
-:class:`VariantEndpoint`; everything else (``/healthz``, ``/metrics``) goes
-through Starlette.
+:class:`VariantEndpoint`, ``/meta/`` to :class:`MetaEndpoint`, GET and HEAD
+``/o/`` to :class:`OriginalsEndpoint`; everything else (``/healthz``,
+``/metrics``) goes through Starlette.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from .errors import ImgproxyError, Unavailable
 from .metrics import exposition
 from .services import Services, open_services
 from .web.endpoint import VariantEndpoint
+from .web.meta import MetaEndpoint
+from .web.originals import OriginalsEndpoint
 from .web.responses import Receive, Scope, Send, send_error
 
 log = logging.getLogger("imgproxy")
@@ -41,6 +44,8 @@ class App:
         self.settings = settings
         self.services: Services | None = None
         self.endpoint: VariantEndpoint | None = None
+        self.meta: MetaEndpoint | None = None
+        self.originals: OriginalsEndpoint | None = None
         self._health: tuple[float, Response] | None = None
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics)],
@@ -54,6 +59,12 @@ class App:
                 return
             await self.endpoint(scope, receive, send)
             return
+        if scope["type"] == "http" and scope["path"].startswith("/meta/"):
+            await (self.meta or _starting)(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"].startswith("/o/") and scope["method"] in ("GET", "HEAD"):
+            await (self.originals or _starting)(scope, receive, send)
+            return
         await self.starlette(scope, receive, send)
 
     @asynccontextmanager
@@ -61,6 +72,8 @@ class App:
         async with open_services(self.settings) as services:
             self.services = services
             self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants)
+            self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps)
+            self.originals = OriginalsEndpoint(services.keys, services.originals)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",
                      len(services.presets), self.settings.originals, self.settings.variants)
             try:
@@ -69,7 +82,7 @@ class App:
                 # Shutdown. 1. uvicorn has stopped accepting and 2. drained the
                 # requests in flight; 3. new /v/ requests get 503 from here on;
                 # 4. open_services closes the renderer, the stores, the clients.
-                self.endpoint = None
+                self.endpoint = self.meta = self.originals = None
                 self.services = None
 
     async def healthz(self, request: Request) -> Response:
@@ -98,6 +111,10 @@ class App:
     async def metrics(self, request: Request) -> Response:
         body, content_type = exposition()
         return Response(body, media_type=content_type, headers={"cache-control": "no-store"})
+
+
+async def _starting(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_error(send, Unavailable("server is starting", retry_after=1))
 
 
 def create_app(settings: Settings | None = None) -> App:
