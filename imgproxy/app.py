@@ -2,10 +2,12 @@
 
 The lifespan opens the services (stores and their clients, the renderer, the
 memory tier) and closes them at shutdown. ``/v/`` requests go straight to
-:class:`VariantEndpoint`; everything else (``/healthz``, ``/readyz``,
-``/metrics``, and in development the gallery at ``/``) goes through Starlette,
-whose own errors are our JSON errors (:mod:`.web.errors`). Around it all,
-:class:`RequestLog` sets the request id and ``Date`` and logs each request.
+:class:`VariantEndpoint`, ``/meta/`` to :class:`MetaEndpoint`, GET and HEAD
+``/o/`` to :class:`OriginalsEndpoint`; everything else (``/healthz``,
+``/readyz``, ``/metrics``, and in development the gallery at ``/``) goes
+through Starlette, whose own errors are our JSON errors (:mod:`.web.errors`).
+Around it all, :class:`RequestLog` sets the request id and ``Date`` and logs
+each request.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from .web import gallery, ready
 from .web.endpoint import VariantEndpoint
 from .web.errors import exception_handlers
 from .web.logs import RequestLog, log_format
+from .web.meta import MetaEndpoint
+from .web.originals import OriginalsEndpoint
 from .web.responses import Receive, Scope, Send, send_error
 
 log = logging.getLogger("imgproxy")
@@ -46,6 +50,8 @@ class App:
         self.settings = settings
         self.services: Services | None = None
         self.endpoint: VariantEndpoint | None = None
+        self.meta: MetaEndpoint | None = None
+        self.originals: OriginalsEndpoint | None = None
         self._health: tuple[float, Response] | None = None
         self._ready: tuple[float, Response] | None = None
         routes = [Route("/healthz", self.healthz), Route("/readyz", self.readyz), Route("/metrics", self.metrics)]
@@ -66,6 +72,12 @@ class App:
                 return
             await self.endpoint(scope, receive, send)
             return
+        if scope["type"] == "http" and scope["path"].startswith("/meta/"):
+            await (self.meta or _starting)(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"].startswith("/o/") and scope["method"] in ("GET", "HEAD"):
+            await (self.originals or _starting)(scope, receive, send)
+            return
         await self.starlette(scope, receive, send)
 
     @asynccontextmanager
@@ -74,6 +86,8 @@ class App:
             self.services = services
             self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants,
                                             not_found_max_age=self.settings.not_found_max_age)
+            self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps)
+            self.originals = OriginalsEndpoint(services.keys, services.originals)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",
                      len(services.presets), self.settings.originals, self.settings.variants)
             try:
@@ -82,7 +96,7 @@ class App:
                 # Shutdown. 1. uvicorn has stopped accepting and 2. drained the
                 # requests in flight; 3. new /v/ requests get 503 from here on;
                 # 4. open_services closes the renderer, the stores, the clients.
-                self.endpoint = None
+                self.endpoint = self.meta = self.originals = None
                 self.services = None
                 self._asgi.lines.flush()
 
@@ -130,6 +144,10 @@ class App:
     async def metrics(self, request: Request) -> Response:
         body, content_type = exposition()
         return Response(body, media_type=content_type, headers={"cache-control": "no-store"})
+
+
+async def _starting(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_error(send, Unavailable("server is starting", retry_after=1))
 
 
 def create_app(settings: Settings | None = None) -> App:

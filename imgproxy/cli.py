@@ -89,11 +89,27 @@ def _print_demo_urls(key: str, ids: Sequence[str], base_url: str) -> None:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
+    import time
+
     from .keys import resolve_keys
     from .presets import load_presets
-    from .urls import variant_url
+    from .urls import meta_url, original_url, variant_url
 
     settings = load_settings()
+    if args.meta or args.original:
+        if args.preset or args.id or (args.meta and args.original):
+            print("imgproxy: sign takes PRESET ID, --meta ID or --original ID", file=sys.stderr)
+            return 2
+        key = resolve_keys(settings)[0]
+        if args.meta:
+            print(meta_url(key, args.meta, args.base_url))
+        else:
+            expires = int(time.time()) + args.expires
+            print(original_url(key, args.original, expires, args.inline, args.base_url))
+        return 0
+    if not args.preset or not args.id:
+        print("imgproxy: sign takes PRESET ID, --meta ID or --original ID", file=sys.stderr)
+        return 2
     presets = load_presets(settings.presets)
     if args.preset not in presets:
         print(f"imgproxy: unknown preset {args.preset!r}; known: {', '.join(presets)}", file=sys.stderr)
@@ -108,6 +124,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .presets import load_presets
 
     settings = load_settings()
+    if args.id:
+        return _print_meta(settings, args.id)
     print(f"imgproxy {__version__}, libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}")
     print("settings (IMGPROXY_<NAME>):")
     for f in fields(Settings):
@@ -122,6 +140,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import doctor
 
     return doctor(load_settings())
+
+
+def _print_meta(settings: Settings, id: str) -> int:
+    """The metadata document of ``id``, as ``GET /meta/<id>.json`` serves it (and stored like it)."""
+    import json
+
+    import anyio
+
+    from .services import open_services
+    from .urls import check_id
+
+    async def work() -> bytes:
+        async with open_services(settings) as services:
+            _, blob, _ = await services.variants.describe(check_id(id), settings.meta_gps)
+            return blob.body
+
+    print(json.dumps(json.loads(anyio.run(work)), indent=2, ensure_ascii=False))
+    return 0
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
@@ -151,9 +187,14 @@ def parser() -> argparse.ArgumentParser:
     _settings_options(serve)
     serve.set_defaults(func=cmd_serve)
 
-    sign = sub.add_parser("sign", help="print a signed variant URL")
-    sign.add_argument("preset")
-    sign.add_argument("id", help="original id, without extension: gallery/42/photo")
+    sign = sub.add_parser("sign", help="print a signed variant, metadata or download URL")
+    sign.add_argument("preset", nargs="?")
+    sign.add_argument("id", nargs="?", help="original id, without extension: gallery/42/photo")
+    sign.add_argument("--meta", metavar="ID", help="a /meta/<id>.json URL instead")
+    sign.add_argument("--original", metavar="ID", help="a /o/<id> download link instead")
+    sign.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
+                      help="how long the download link lasts (default 3600)")
+    sign.add_argument("--inline", action="store_true", help="download link shown in the browser, not saved")
     sign.add_argument("--format", default="webp", choices=FORMATS)
     sign.add_argument("--base-url", default="", help="e.g. https://img.example.com")
     sign.set_defaults(func=cmd_sign)
@@ -184,7 +225,8 @@ def parser() -> argparse.ArgumentParser:
                          help="serve Prometheus metrics on IMGPROXY_HOST:P")
     consume.set_defaults(func=cmd_consume)
 
-    info = sub.add_parser("info", help="print settings, presets and the libvips version")
+    info = sub.add_parser("info", help="print settings, presets and the libvips version; with ID, its metadata")
+    info.add_argument("id", nargs="?", help="print this original's metadata document instead")
     info.set_defaults(func=cmd_info)
 
     doctor = sub.add_parser("doctor", help="check settings, keys, stores, rendering and formats; exit 1 on a problem")

@@ -74,6 +74,7 @@ class Settings:
     http_allow_private: bool = setting(False, "allow HTTP origins on loopback and private (RFC 1918, ULA) addresses, for development; link-local and cloud metadata addresses are always refused")
     warm_presets: str = setting("thumbnail,preview,web", "comma-separated presets that imgproxy warm and imgproxy consume render when a job names none (S3 upload events never do)")
     warm_formats: str = setting("webp,avif", "comma-separated formats that imgproxy warm and imgproxy consume render when a job names none")
+    meta_gps: bool = setting(False, "include GPS latitude, longitude and altitude in /meta/ documents (location is personal data)")
     sqs_endpoint_url: str = setting("", "SQS-compatible endpoint for imgproxy warm --enqueue and imgproxy consume (ElasticMQ, moto); empty means AWS")
 
     def __post_init__(self) -> None:

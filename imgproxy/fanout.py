@@ -34,7 +34,7 @@ from .presets import Preset
 from .render import Fanned, FanoutJob
 from .stores import Blob
 from .urls import VariantRequest, check_id
-from .variants import VariantService, variant_key
+from .variants import VariantService, variant_key, variant_metadata
 
 #: One variant to make: a preset and an output format.
 Target = tuple[Preset, str]
@@ -117,7 +117,7 @@ async def _render(variants: VariantService, id: str, held: dict[str, Target], ou
             out.failed[key] = result
             continue
         RENDERS.labels(preset.name, fmt).inc()
-        if await variants.put(key, Blob.of(result.body, time.time()), preset, original) is not None:
+        if await variants.put(key, Blob.of(result.body, time.time()), variant_metadata(preset, original)) is not None:
             out.rendered.append(key)
         else:
             out.failed[key] = Unavailable("the variant store refused the write")

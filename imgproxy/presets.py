@@ -31,6 +31,8 @@ from .formats import FORMATS, OUTPUTS
 #: Quality used for a format the preset does not mention.
 DEFAULT_QUALITY = MappingProxyType({f.ext: f.quality for f in OUTPUTS.values()})
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: Not preset names: a metadata URL's signature (``meta/<id>``) must never sign a variant.
+RESERVED = frozenset({"meta"})
 _MAX_SIDE = 16384
 #: Hashed whatever their value: the definition of a digest before any field was added.
 _ALWAYS_HASHED = ("width", "height", "fit", "enlarge", "strip")
@@ -55,6 +57,8 @@ class Preset:
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise PresetError(f"preset name {self.name!r}: use a-z, 0-9, '-', '_'")
+        if self.name in RESERVED:
+            raise PresetError(f"preset name {self.name!r} is reserved")
         for side in ("width", "height"):
             value = getattr(self, side)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _MAX_SIDE:

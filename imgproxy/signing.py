@@ -4,6 +4,15 @@ The signature of a variant is::
 
     base64url_nopad( HMAC-SHA256( key = utf8(secret), msg = utf8("<preset>/<id>.<fmt>") ) )
 
+Metadata documents and original downloads have their own canonical strings,
+which no variant's can equal (a variant's ends in ``.<fmt>``, and ``?``
+appears in no id)::
+
+    GET /meta/<id>.json   "meta/<id>"
+    GET /o/<id>           "o/<id>?e=<unix expiry>"  or  "o/<id>?e=<unix expiry>&d=inline"
+
+(so a preset may not be named ``meta``: :data:`imgproxy.presets.RESERVED`).
+
 The first key signs; every key verifies, so a new key can be rolled out
 before the old one is retired. Verification compares against every key with
 ``hmac.compare_digest`` and never stops early, so timing says nothing about
@@ -22,6 +31,14 @@ SIGNATURE_LENGTH = 43  # 32 bytes of SHA-256 in unpadded base64url
 
 def canonical(preset: str, id: str, fmt: str) -> str:
     return f"{preset}/{id}.{fmt}"
+
+
+def meta_canonical(id: str) -> str:
+    return f"meta/{id}"
+
+
+def original_canonical(id: str, expires: int, inline: bool = False) -> str:
+    return f"o/{id}?e={expires}" + ("&d=inline" if inline else "")
 
 
 def sign(key: str, message: str) -> str:

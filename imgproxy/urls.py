@@ -1,7 +1,12 @@
-"""Variant URLs: ``/v/<preset>/<id>.<fmt>?s=<signature>``, parsed with no I/O.
+"""Signed URLs, parsed with no I/O::
 
-Every variant has exactly one URL: the raw path may hold no percent-escapes
-(nothing in an id needs them), and the query is exactly one ``s``.
+    /v/<preset>/<id>.<fmt>?s=<signature>               a variant
+    /meta/<id>.json?s=<signature>                      an original's metadata document
+    /o/<id>?e=<unix expiry>[&d=inline]&s=<signature>   the original itself, until the expiry
+
+Every URL is exactly one string: the raw path may hold no percent-escapes
+(nothing in an id needs them), and the query's parameters are exactly these,
+in this order.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from urllib.parse import quote
 from .errors import BadRequest, Forbidden
 from .formats import FORMATS, OUTPUTS
 from .presets import NAME as _PRESET
-from .signing import canonical, sign
+from .signing import canonical, meta_canonical, original_canonical, sign
 
 PREFIX = "/v/"
+META_PREFIX = "/meta/"
+ORIGINAL_PREFIX = "/o/"
+_EXPIRY = re.compile(r"^[0-9]{1,12}$")
 MAX_ID_LENGTH = 512
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -81,3 +89,55 @@ def variant_url(key: str, preset: str, id: str, fmt: str, base_url: str = "") ->
     request = VariantRequest(preset, check_id(id), check_format(fmt))
     path = f"{PREFIX}{quote(request.canonical, safe='/')}"
     return f"{base_url.rstrip('/')}{path}?s={sign(key, request.canonical)}"
+
+
+def meta_url(key: str, id: str, base_url: str = "") -> str:
+    id = check_id(id)
+    return f"{base_url.rstrip('/')}{META_PREFIX}{id}.json?s={sign(key, meta_canonical(id))}"
+
+
+def parse_meta_path(path: str) -> str:
+    """``<id>.json`` (the part after ``/meta/``) to the id."""
+    id, dot, ext = path.rpartition(".")
+    if not dot or ext != "json":
+        raise BadRequest("expected /meta/<id>.json")
+    return check_id(id)
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalRequest:
+    id: str
+    expires: int  # unix seconds
+    inline: bool  # Content-Disposition: inline instead of attachment
+    signature: str
+
+    @property
+    def canonical(self) -> str:
+        return original_canonical(self.id, self.expires, self.inline)
+
+
+def parse_original(path: str, query: bytes) -> OriginalRequest:
+    """``<id>`` (after ``/o/``) and ``e=<expiry>[&d=inline]&s=<signature>``."""
+    id = check_id(path)
+    try:
+        params = [p.partition("=") for p in query.decode("ascii").split("&")]
+    except UnicodeDecodeError:
+        raise BadRequest("the query must be ASCII") from None
+    names = [name for name, _, _ in params]
+    if names not in (["e", "s"], ["e", "d", "s"]) or not all(eq for _, eq, _ in params):
+        if "s" not in names:
+            raise Forbidden("missing signature")
+        raise BadRequest("expected /o/<id>?e=<unix expiry>[&d=inline]&s=<signature>")
+    values = dict((name, value) for name, _, value in params)
+    if not _EXPIRY.fullmatch(values["e"]):
+        raise BadRequest("e must be a unix time in seconds")
+    if "d" in values and values["d"] != "inline":
+        raise BadRequest("d may only be 'inline'")
+    return OriginalRequest(id, int(values["e"]), "d" in values, values["s"])
+
+
+def original_url(key: str, id: str, expires: int, inline: bool = False, base_url: str = "") -> str:
+    """A download link for original ``id``, valid until ``expires`` (unix seconds)."""
+    id = check_id(id)
+    query = f"e={expires}" + ("&d=inline" if inline else "")
+    return f"{base_url.rstrip('/')}{ORIGINAL_PREFIX}{id}?{query}&s={sign(key, original_canonical(id, expires, inline))}"

@@ -7,15 +7,19 @@
 
 The render happens under both the in-process single-flight and the store's
 lease, so it happens once however many requests, processes or machines ask.
+An original's metadata document (:meth:`VariantService.describe`) takes the
+same path under its own key, :func:`meta_key`.
 A render that failed because of its input is remembered by the original's
 identity (:mod:`imgproxy.cache.failures`) and answered without decoding again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -34,7 +38,7 @@ from .metrics import (
     VARIANT_BYTES,
 )
 from .presets import Preset
-from .render import Limits, Rendered, RenderJob, Source
+from .render import Job, Limits, MetaJob, Probed, Rendered, RenderJob, Result, Source
 from .stores import Blob, Original, OriginalStore, VariantStore
 from .urls import VariantRequest
 from .workers import Renderer
@@ -59,11 +63,33 @@ Served = tuple[str, Blob, str]
 #: What ``serve`` answers: ``Served`` and, only for the request that rendered,
 #: where the render's time went.
 Timed = tuple[str, Blob, str, Timings | None]
+#: Makes what a key holds from the original: its bytes and the store metadata
+#: (and notes the render's times).
+Producer = Callable[[Original, Timings], Awaitable[tuple[bytes, dict[str, str]]]]
+
+#: Bumped when the metadata document's shape changes, so old documents are never served.
+META_VERSION = "v1"
 
 
 def variant_key(request: VariantRequest, preset: Preset) -> str:
     """Store key; the preset's digest retires renders of an edited preset."""
     return f"{preset.name}/{preset.digest}/{request.id}.{request.fmt}"
+
+
+def variant_metadata(preset: Preset, original: Original) -> dict[str, str]:
+    """What a stored variant records of how it was made."""
+    return {"preset-digest": preset.digest, "source": original.identity}
+
+
+def meta_key(id: str, gps: bool) -> str:
+    """Where an original's metadata document is stored, beside its variants.
+
+    ``_meta`` is no preset name (those start with ``[a-z0-9]``) and ``.json`` no
+    output format, so it cannot meet ``<preset>/<digest>/<id>.<fmt>``; with GPS
+    on, the document lives under another key, so turning the setting on or off
+    never serves the other kind.
+    """
+    return f"_meta/{META_VERSION}{'-gps' if gps else ''}/{id}.json"
 
 
 def store_kind(store: object) -> str:
@@ -92,7 +118,29 @@ class VariantService:
 
     async def serve(self, request: VariantRequest, preset: Preset) -> Timed:
         """``get``, plus the render's :class:`Timings` for the request that rendered."""
-        key = variant_key(request, preset)
+
+        async def render(original: Original, timings: Timings) -> tuple[bytes, dict[str, str]]:
+            job = RenderJob(original.source, preset, request.fmt, self.limits)
+            rendered = cast(Rendered, await self._run(job, timings))
+            RENDER_SECONDS.labels(request.fmt).observe(timings.render)
+            RENDERS.labels(preset.name, request.fmt).inc()
+            VARIANT_BYTES.labels(request.fmt).inc(len(rendered.body))
+            return rendered.body, variant_metadata(preset, original)
+
+        return await self._get(variant_key(request, preset), request.id, render)
+
+    async def describe(self, id: str, gps: bool = False) -> Served:
+        """The metadata document of original ``id`` (JSON), made once like a variant."""
+
+        async def make(original: Original, timings: Timings) -> tuple[bytes, dict[str, str]]:
+            probed = cast(Probed, await self._run(MetaJob(original.source, self.limits, gps), timings))
+            body = json.dumps({"id": id, **probed.info}, separators=(",", ":"), ensure_ascii=True)
+            return body.encode(), {"source": original.identity}
+
+        key, blob, tier, _ = await self._get(meta_key(id, gps), id, make)
+        return key, blob, tier
+
+    async def _get(self, key: str, id: str, make: Producer) -> Timed:
         blob = self.memory.get(key)
         if blob is not None:
             return key, blob, "memory", None
@@ -103,18 +151,18 @@ class VariantService:
             self.memory.put(key, blob)
             return key, blob, "store", None
         joined = key in self._flight
-        served = await self._flight.run(key, lambda: self._produce(key, request, preset))
+        served = await self._flight.run(key, lambda: self._produce(key, id, make))
         if joined and served[2] == "render":
             return key, served[1], "joined", None
         return served
 
-    async def _produce(self, key: str, request: VariantRequest, preset: Preset) -> Timed:
+    async def _produce(self, key: str, id: str, make: Producer) -> Timed:
         # A render place first: a burst of misses is refused (503) before it
         # waits on leases or downloads originals.
         with self.renderer.admit():
-            return await self._render(key, request, preset)
+            return await self._render(key, id, make)
 
-    async def _render(self, key: str, request: VariantRequest, preset: Preset) -> Timed:
+    async def _render(self, key: str, id: str, make: Producer) -> Timed:
         timings = Timings()
         mark = time.perf_counter()
         async with self.store.lease(key) as stored:
@@ -123,26 +171,26 @@ class VariantService:
             if stored is not None:  # another process rendered it while we waited
                 self.memory.put(key, stored)
                 return key, stored, "store", None
-            original = await self.originals.fetch(request.id)
+            original = await self.originals.fetch(id)
             timings.fetch, mark = _since(mark)
             self._seconds["fetch"].observe(timings.fetch)
             SOURCE_BYTES.inc(_size(original.source))
             self.failed.check(original.identity, key)
-            rendered = await self._run(RenderJob(original.source, preset, request.fmt, self.limits),
-                                       original.identity, key, timings)
-            RENDER_SECONDS.labels(request.fmt).observe(timings.render)
-            RENDERS.labels(preset.name, request.fmt).inc()
-            VARIANT_BYTES.labels(request.fmt).inc(len(rendered.body))
+            try:
+                body, metadata = await make(original, timings)
+            except ImgproxyError as exc:
+                self.failed.remember(original.identity, key, exc)
+                raise
             mark = time.perf_counter()
-            blob = Blob.of(rendered.body, time.time())
-            kept = await self.put(key, blob, preset, original)
+            blob = Blob.of(body, time.time())
+            kept = await self.put(key, blob, metadata)
             if kept is None:  # the render is good: serve it, and let the next miss store it
                 self.memory.put(key, blob)
             timings.store, _ = _since(mark)
             return key, kept or blob, "render", timings
 
-    async def _run(self, job: RenderJob, identity: str, key: str, timings: Timings) -> Rendered:
-        """The render, timed: waiting for a worker (queue), then rendering."""
+    async def _run(self, job: Job, timings: Timings) -> Result:
+        """A job, timed: waiting for a worker (queue), then running."""
         queued = time.perf_counter()
         began: list[float] = []
 
@@ -153,10 +201,7 @@ class VariantService:
 
         RENDER_QUEUE.inc()
         try:
-            return cast(Rendered, await self.renderer.run(job, started))
-        except ImgproxyError as exc:
-            self.failed.remember(identity, key, exc)
-            raise
+            return await self.renderer.run(job, started)
         finally:
             if began:
                 RENDERS_IN_FLIGHT.dec()
@@ -165,13 +210,12 @@ class VariantService:
             else:
                 RENDER_QUEUE.dec()
 
-    async def put(self, key: str, blob: Blob, preset: Preset, original: Original) -> Blob | None:
-        """Store a render of ``original`` under ``key`` (never overwriting) and keep it in memory.
+    async def put(self, key: str, blob: Blob, metadata: dict[str, str]) -> Blob | None:
+        """Store ``blob`` under ``key`` (never overwriting) and keep it in memory.
 
         Returns the blob every client gets from now on: ours, or another
         holder's that was stored first (we outlived our lease), so every client
         sees the same bytes. None when the store failed (logged and counted)."""
-        metadata = {"preset-digest": preset.digest, "source": original.identity}
         started = time.perf_counter()
         try:
             if not await self.store.put(key, blob, metadata):

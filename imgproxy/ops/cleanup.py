@@ -26,6 +26,7 @@ from ..formats import FORMATS
 from ..presets import NAME, Preset, load_presets
 from ..stores import VariantStore
 from ..urls import check_id
+from ..variants import meta_key
 from .common import each, emit, size, variant_store
 
 DIGEST = re.compile(r"^[0-9a-f]{12}$")
@@ -46,6 +47,8 @@ async def purge(store: VariantStore, ids: list[str], preset: str | None = None,
     """Delete every variant of ``ids``: each format, each digest; the keys deleted."""
     folders = [f async for f in variant_folders(store, [preset] if preset else None)]
     keys = [f"{name}/{digest}/{id}.{fmt}" for id in ids for name, digest in folders for fmt in FORMATS]
+    if preset is None:  # and the metadata documents (gc never sees them: ``_meta`` is no preset)
+        keys += [meta_key(id, gps) for id in ids for gps in (False, True)]
     deleted: list[str] = []
 
     async def one(key: str) -> None:

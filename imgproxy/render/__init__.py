@@ -10,7 +10,7 @@ that renders in worker processes never loads a decoder itself.
 from __future__ import annotations
 
 from ..formats import INPUTS
-from .jobs import Fanned, FanoutJob, Job, Probed, ProbeJob, Rendered, RenderJob, Result, Source
+from .jobs import Fanned, FanoutJob, Job, MetaJob, Probed, ProbeJob, Rendered, RenderJob, Result, Source
 from .plan import Limits, Plan
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "FanoutJob",
     "Job",
     "Limits",
+    "MetaJob",
     "Plan",
     "ProbeJob",
     "Probed",
@@ -50,12 +51,14 @@ def configure(concurrency: int = 1) -> None:
 
 
 def run_job(job: Job) -> Result:
-    from .pipeline import probe_original, render, render_many
+    from .pipeline import describe, probe_original, render, render_many
 
     if isinstance(job, RenderJob):
         return render(job)
     if isinstance(job, FanoutJob):
         return render_many(job)
+    if isinstance(job, MetaJob):
+        return describe(job)
     return probe_original(job)
 
 

@@ -3,6 +3,7 @@
     RenderJob   one variant                                -> Rendered
     FanoutJob   several (preset, format) from one decode   -> Fanned
     ProbeJob    the header and metadata, no pixels         -> Probed
+    MetaJob     the metadata document (EXIF, placeholders) -> Probed (``info`` is the document)
 
 Jobs are frozen and picklable (the server sends them to its workers);
 results cross back as JSON plus raw bytes (:mod:`imgproxy.workers.codec`).
@@ -56,6 +57,13 @@ class ProbeJob:
 
 
 @dataclass(frozen=True)
+class MetaJob:
+    source: Source
+    limits: Limits
+    gps: bool = False  # read the location too (off: it never leaves the worker)
+
+
+@dataclass(frozen=True)
 class Rendered:
     body: bytes
     width: int
@@ -74,5 +82,5 @@ class Probed:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Job = RenderJob | FanoutJob | ProbeJob
+Job = RenderJob | FanoutJob | ProbeJob | MetaJob
 Result = Rendered | Fanned | Probed

@@ -1,4 +1,4 @@
-"""The three jobs, each a straight line of small steps.
+"""The jobs, each a straight line of small steps.
 
 ``render`` decodes at the variant's size (shrink-on-load). ``render_many``
 decodes once at the size of its largest target, keeps that in memory, and
@@ -16,7 +16,7 @@ import pyvips
 
 from ..errors import ImgproxyError, Undecodable
 from .encode import encode
-from .jobs import Fanned, FanoutJob, Probed, ProbeJob, Rendered, RenderJob
+from .jobs import Fanned, FanoutJob, MetaJob, Probed, ProbeJob, Rendered, RenderJob
 from .plan import Plan, make_plan, scale_of
 from .source import map_vips_error, probe
 from .steps import PIPELINE, load, load_shared, resize
@@ -85,4 +85,12 @@ def probe_original(job: ProbeJob) -> Probed:
                    "frames": header.frames, "icc": header.icc})
 
 
-__all__ = ["probe_original", "render", "render_many"]
+def describe(job: MetaJob) -> Probed:
+    """The metadata document (:mod:`.describe`)."""
+    from .describe import document
+
+    with _mapped():
+        return Probed(document(job))
+
+
+__all__ = ["describe", "probe_original", "render", "render_many"]

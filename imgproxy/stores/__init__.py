@@ -31,7 +31,8 @@ from ..errors import GatewayTimeout, TooLarge
 from ..formats import ORIGINAL_EXTENSIONS
 from ..render import Source
 
-__all__ = ["ORIGINAL_EXTENSIONS", "Blob", "ObjectStat", "Original", "OriginalFiles", "OriginalStore",
+__all__ = ["ORIGINAL_EXTENSIONS", "Blob", "Downloads", "Located", "ObjectStat", "Original", "OriginalFiles",
+           "OriginalStore",
            "VariantStore", "download_deadline", "file_path", "id_of", "read_capped"]
 
 
@@ -89,6 +90,26 @@ class OriginalFiles(Protocol):
     async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
         """Store ``size`` bytes as ``key`` atomically, replacing what is there, holding
         at most one part in memory; the new object's ETag where the store has one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where an id's original is and what it is, for streaming it whole or in part."""
+
+    key: str  # the store key, extension included
+    size: int
+    etag: str  # a strong validator, quoted: it changes when the bytes do
+    mtime: float | None = None
+
+
+class Downloads(Protocol):
+    """Originals streamed to clients as they are (``GET /o/``): local, S3, HTTP."""
+
+    async def locate(self, id: str) -> Located:
+        """The original for ``id``, whatever its size; raises NotFound."""
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
+        """Bytes ``start..end`` (inclusive; ``None``: to the end) of ``key`` in chunks, never all at once."""
 
 
 class VariantStore(Protocol):

@@ -32,7 +32,7 @@ import anyio
 from ..errors import BadRequest, ImgproxyError, NotFound, TooLarge, Unavailable
 from ..metrics import LEASES, STORE_ERRORS
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, ObjectStat, Original, file_path
+from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, file_path
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -117,16 +117,44 @@ class LocalOriginals:
             raise _os_error(exc, "originals") from None
         return ObjectStat(st.st_size, None)
 
-    async def read(self, key: str) -> AsyncGenerator[bytes, None]:
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         try:
             f = await anyio.to_thread.run_sync(open, self._path(key), "rb")
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound("no such original") from None
         except OSError as exc:
             raise _os_error(exc, "originals") from None
         with f:
-            while chunk := await anyio.to_thread.run_sync(f.read, _CHUNK):
+            if start:
+                f.seek(start)
+            left = None if end is None else end - start + 1
+            while left is None or left > 0:
+                chunk = await anyio.to_thread.run_sync(f.read, _CHUNK if left is None else min(_CHUNK, left))
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
                 yield chunk
+
+    def _locate(self, id: str) -> Located:
+        base = self.root / id
+        for suffix in _CANDIDATE_SUFFIXES:
+            candidate = base.with_name(base.name + suffix)
+            try:
+                st = candidate.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise _os_error(exc, "originals") from None
+            if candidate.is_file():
+                _inside(self.root, f"{id}{suffix}")
+                key = f"{id}{suffix}"
+                tag = hashlib.blake2b(f"{key}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode(), digest_size=12)
+                return Located(key, st.st_size, f'"{tag.hexdigest()}"', st.st_mtime)
+        raise NotFound("no such original")
+
+    async def locate(self, id: str) -> Located:
+        return await anyio.to_thread.run_sync(self._locate, id)
 
     async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
         """Temp file in the target folder, fsync, rename over the old file."""

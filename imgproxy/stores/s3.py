@@ -22,7 +22,7 @@ from ..caching import IMMUTABLE
 from ..errors import ImgproxyError, NotFound, TooLarge
 from ..formats import mime_of
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, ObjectStat, Original, download_deadline, read_capped
+from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, download_deadline, read_capped
 from .s3errors import lost_race, mapped
 from .s3lease import S3Lease
 
@@ -125,12 +125,31 @@ class S3Originals:
             return None
         return ObjectStat(int(head["ContentLength"]), str(head["ETag"]).strip('"'))
 
-    async def read(self, key: str) -> AsyncGenerator[bytes, None]:
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
+        span = {} if start == 0 and end is None else {"Range": f"bytes={start}-{'' if end is None else end}"}
         with mapped("get", origin=True):
-            obj = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            obj = await self.client.get_object(Bucket=self.bucket, Key=self.prefix + key, **span)
             async with obj["Body"]:
                 async for chunk in obj["Body"].iter_chunks(_CHUNK):
                     yield chunk
+
+    async def locate(self, id: str) -> Located:
+        """The object ``<prefix><id>``, else ``<prefix><id>.<ext>``; one HEAD when the id is known."""
+        key = self._keys.get(id) or f"{self.prefix}{id}"
+        for attempt in range(2):
+            try:
+                with mapped("head", origin=True):
+                    head = await self.client.head_object(Bucket=self.bucket, Key=key)
+            except NotFound:
+                if attempt:
+                    raise
+                key = await self._resolve(id)
+                continue
+            self._keys[id] = key
+            mtime = head.get("LastModified")
+            return Located(key[len(self.prefix):], int(head["ContentLength"]), str(head["ETag"]),
+                           mtime.timestamp() if mtime is not None else None)
+        raise NotFound("no such original")
 
     async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
         """One PUT up to :data:`PART_SIZE`, else a multipart upload of such parts
