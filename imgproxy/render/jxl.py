@@ -106,5 +106,5 @@ def decode(source: Source) -> pyvips.Image:
         with Image.open(io.BytesIO(source.read()), formats=["JXL"]) as im:
             im.load()
             return to_vips(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, RuntimeError) as exc:
         raise Undecodable("the JPEG XL original cannot be decoded", reason=str(exc)[:120]) from None
