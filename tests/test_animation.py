@@ -57,7 +57,7 @@ def test_frames_delays_and_loop_are_kept(name: str, fmt: str) -> None:
 
 
 def test_identical_frames_merge_but_keep_the_timing() -> None:
-    frames, delays, loop = source_frames("sharp__rotating-squares.gif")
+    frames, delays, _ = source_frames("sharp__rotating-squares.gif")
     out = rendered("sharp__rotating-squares.gif", THUMB, "webp")
     assert out.get("n-pages") < frames
     assert sum(out.get("delay")) == sum(delays)
