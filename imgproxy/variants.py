@@ -82,6 +82,8 @@ class VariantService:
                     RenderJob(original.source, preset, request.fmt, self.limits)
                 ))
             except ImgproxyError as exc:
+                log.warning("render of %s failed (category: %s): %s%s", key, exc.error, exc.detail,
+                            f" ({exc.internal})" if exc.internal else "")
                 self.failed.remember(original.identity, key, exc)
                 raise
             RENDER_SECONDS.labels(request.fmt).observe(time.perf_counter() - started)

@@ -81,3 +81,18 @@ def test_an_unknown_allowed_format_stops_start_up() -> None:
 
     with pytest.raises(ConfigError, match="IMGPROXY_INPUT_FORMATS"):
         Settings(input_formats=("jpeg", "bmp"))
+
+
+def test_error_bodies_name_no_server_paths(server: Server) -> None:
+    """libvips names the file it read (a temporary copy, or the originals folder):
+    the client gets a category and a short generic detail; the log gets the rest."""
+    names = ["corrupt/libvips-fuzz__jpegsave_buffer_fuzzer-5759265708441600",
+             "corrupt/exifsamples__image02206.jpg", "raw/exiftool__Nikon.nef", "jxl/bimg__test.jxl"]
+    for i, name in enumerate(names):
+        data = corpus(name).read_bytes()
+        (server.originals / f"bad{i}.jpg").write_bytes(data[: len(data) // 3])
+        r = server.get(server.url("thumbnail", f"bad{i}", "webp"))
+        assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
+        body = r.json()
+        assert set(body) <= {"error", "detail", "limit", "format"}, body
+        assert "/" not in body["detail"] and str(server.originals) not in r.text

@@ -107,4 +107,4 @@ def decode(source: Source) -> pyvips.Image:
             im.load()
             return to_vips(im)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, RuntimeError) as exc:
-        raise Undecodable("the JPEG XL original cannot be decoded", reason=str(exc)[:120]) from None
+        raise Undecodable("the JPEG XL original cannot be decoded", internal=str(exc)[:120]) from None

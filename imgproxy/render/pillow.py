@@ -41,7 +41,7 @@ def probe_apng(source: Source) -> Header:
             alpha = "A" in im.mode or "transparency" in im.info
             return Header(loader="apng", width=im.width, height=im.height, frames=frames, alpha=alpha)
     except (OSError, ValueError, SyntaxError) as exc:
-        raise Undecodable("the APNG original cannot be decoded", reason=str(exc)[:120]) from None
+        raise Undecodable("the APNG original cannot be decoded", internal=str(exc)[:120]) from None
 
 
 def decode_apng(source: Source, frames: int) -> pyvips.Image:
@@ -60,7 +60,7 @@ def decode_apng(source: Source, frames: int) -> pyvips.Image:
                 delays.append(int(im.info.get("duration", 100)))
                 pages.append(to_vips(im.convert("RGBA")))
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise Undecodable("the APNG original cannot be decoded", reason=str(exc)[:120]) from None
+        raise Undecodable("the APNG original cannot be decoded", internal=str(exc)[:120]) from None
     image = pyvips.Image.arrayjoin(pages, across=1) if len(pages) > 1 else pages[0]
     image = image.copy(interpretation="srgb")
     if len(pages) > 1:

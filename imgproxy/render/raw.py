@@ -43,12 +43,12 @@ def _opened(source: Source) -> Iterator[object]:
     except rawpy.LibRawFileUnsupportedError:
         raise Unsupported("the original is not a camera RAW this server can read") from None
     except (rawpy.LibRawError, OSError) as exc:
-        raise Undecodable("the RAW original cannot be decoded", reason=_reason(exc)) from None
+        raise Undecodable("the RAW original cannot be decoded", internal=_reason(exc)) from None
     try:
         with raw:
             yield raw
     except rawpy.LibRawError as exc:
-        raise Undecodable("the RAW original is truncated or corrupt", reason=_reason(exc)) from None
+        raise Undecodable("the RAW original is truncated or corrupt", internal=_reason(exc)) from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ def map_vips_error(exc: pyvips.Error) -> ImgproxyError:
         return Unsupported("the original is in a format this server cannot read")
     if "out of order read" in message or "premature end" in message.lower():
         return Undecodable("the original is truncated")
-    return Undecodable("the original cannot be decoded", reason=_first_line(exc.detail or exc.message))
+    return Undecodable("the original cannot be decoded", internal=_first_line(exc.detail or exc.message))
 
 
 def _first_line(text: str) -> str:
@@ -174,7 +174,7 @@ def decode_hevc(source: Source) -> pyvips.Image:
         stride = primary.stride
         icc = primary.info.get("icc_profile")
     except (ValueError, RuntimeError, OSError) as exc:
-        raise Undecodable("the HEIC original cannot be decoded", reason=str(exc)[:200]) from None
+        raise Undecodable("the HEIC original cannot be decoded", internal=str(exc)[:200]) from None
     bands = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}.get(mode.split(";")[0])
     if bands is None:
         raise Unsupported(f"HEIC pixel mode {mode} is not supported")
