@@ -60,7 +60,8 @@ class App:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with open_services(self.settings) as services:
             self.services = services
-            self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants)
+            self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants,
+                                            auto=services.settings.auto_format)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",
                      len(services.presets), self.settings.originals, self.settings.variants)
             try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .config import ConfigError, Settings, load_settings, to_environ
 from .errors import ImgproxyError
-from .formats import FORMATS
+from .formats import AUTO, FORMATS
 
 log = logging.getLogger("imgproxy")
 
@@ -132,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
     sign = sub.add_parser("sign", help="print a signed variant URL")
     sign.add_argument("preset")
     sign.add_argument("id", help="original id, without extension: gallery/42/photo")
-    sign.add_argument("--format", default="webp", choices=FORMATS)
+    sign.add_argument("--format", default="webp", choices=(*FORMATS, AUTO))
     sign.add_argument("--base-url", default="", help="e.g. https://img.example.com")
     sign.set_defaults(func=cmd_sign)
 

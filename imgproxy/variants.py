@@ -24,7 +24,7 @@ from .cache.memory import MemoryTier, NoMemoryTier
 from .errors import ImgproxyError
 from .metrics import RENDER_SECONDS, RENDERS, STORE_ERRORS
 from .presets import Preset
-from .render import Limits, Rendered, RenderJob
+from .render import Limits, Probed, ProbeJob, Rendered, RenderJob
 from .stores import Blob, OriginalStore, VariantStore
 from .urls import VariantRequest
 from .workers import Renderer
@@ -91,6 +91,13 @@ class VariantService:
             blob = await self._put(key, Blob.of(rendered.body, time.time()),
                                    {"preset-digest": preset.digest, "source": original.identity})
             return key, blob, "render"
+
+    async def has_alpha(self, id: str) -> bool:
+        """Whether the original ``id`` has an alpha channel: a header probe in a worker."""
+        original = await self.originals.fetch(id)
+        with self.renderer.admit():
+            probed = await self.renderer.run(ProbeJob(original.source, self.limits))
+        return isinstance(probed, Probed) and bool(probed.info.get("alpha"))
 
     async def _put(self, key: str, blob: Blob, metadata: dict[str, str]) -> Blob:
         """Store a render; the blob every client gets from now on."""

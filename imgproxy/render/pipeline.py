@@ -88,7 +88,7 @@ def probe_original(job: ProbeJob) -> Probed:
     with _mapped():
         header, _ = probe(job.source, job.limits)
     return Probed({"loader": header.loader, "width": header.width, "height": header.height,
-                   "frames": header.frames, "icc": header.icc})
+                   "frames": header.frames, "icc": header.icc, "alpha": header.alpha})
 
 
 __all__ = ["probe_original", "render", "render_many"]

@@ -16,12 +16,13 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound
-from ..formats import OUTPUTS
+from ..formats import AUTO, OUTPUTS
 from ..metrics import OUTCOME, REQUESTS
 from ..presets import Preset
 from ..signing import verify
 from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
 from ..variants import VariantService
+from .negotiate import Negotiator
 from .responses import Receive, Scope, Send, VariantHeaders, not_modified_headers, send_error
 
 log = logging.getLogger("imgproxy")
@@ -33,11 +34,14 @@ VERIFIED_URLS = 65536
 
 
 class VariantEndpoint:
-    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService) -> None:
+    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService,
+                 auto: bool = True) -> None:
         self.keys = tuple(keys)
         self.presets = presets
         self.variants = variants
         self.headers = VariantHeaders()
+        self.auto_headers = VariantHeaders(vary=True)  # explicit formats never pay for Vary
+        self.negotiator = Negotiator(variants.has_alpha) if auto else None
         # Exact URL bytes whose signature and path were already checked: a repeat
         # request skips the HMAC and parsing. Keys and presets only change with
         # a restart, so an entry can never outlive the reason it was valid.
@@ -50,6 +54,9 @@ class VariantEndpoint:
             return
         try:
             request, preset = self._checked(scope)
+            auto = request.fmt == AUTO
+            if auto:
+                request = await self._negotiate(scope, request)
             key, blob, tier = await self.variants.get(request, preset)
         except ImgproxyError as exc:
             REQUESTS.labels(exc.error).inc()
@@ -60,7 +67,7 @@ class VariantEndpoint:
             REQUESTS.labels("internal").inc()
             await send_error(send, ImgproxyError("internal error"), head=method == "HEAD")
             return
-        headers = self.headers.get(key, blob, OUTPUTS[request.fmt].mime)
+        headers = (self.auto_headers if auto else self.headers).get(key, blob, OUTPUTS[request.fmt].mime)
         if _not_modified(scope, blob.etag):
             OUTCOME["not_modified"].inc()
             await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(headers)})
@@ -69,6 +76,12 @@ class VariantEndpoint:
         OUTCOME[tier].inc()
         await send({"type": "http.response.start", "status": 200, "headers": [*headers, _TIER[tier]]})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else blob.body})
+
+    async def _negotiate(self, scope: Scope, request: VariantRequest) -> VariantRequest:
+        if self.negotiator is None:
+            raise BadRequest("the auto format is switched off on this server")
+        accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
+        return await self.negotiator.choose(request, accept)
 
     def _checked(self, scope: Scope) -> tuple[VariantRequest, Preset]:
         raw = scope.get("raw_path") or scope["path"].encode()
