@@ -111,6 +111,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("presets:")
     for p in load_presets(settings.presets).values():
         print(f"  {p.name:14} {p.width}x{p.height} {p.fit:6} digest {p.digest}")
+    from .render import configure
+    from .render.capabilities import inputs, outputs
+
+    configure()
+    print("inputs (tried):")
+    for name, answer in inputs().items():
+        print(f"  {name:8} {answer}")
+    print("outputs (tried):")
+    for name, answer in outputs().items():
+        print(f"  {name:8} {answer}")
     return 0
 
 

@@ -1,0 +1,89 @@
+"""What this install can read and write, found by trying: each output encodes a
+tiny image and decodes it back; each input decodes a tiny sample made here
+(or, where nothing here can make one, its decoder is loaded and asked)."""
+
+from __future__ import annotations
+
+import io
+
+import pyvips
+
+from ..formats import INPUT_FORMATS, OUTPUTS
+from ..presets import Preset
+from .jobs import RenderJob, Source
+from .plan import Limits
+
+_SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>'
+
+
+def _sample(fmt: str) -> bytes | None:
+    image = (pyvips.Image.black(8, 8) + [200, 100, 50]).cast("uchar").copy(interpretation="srgb")
+    savers = {"jpeg": "jpegsave_buffer", "png": "pngsave_buffer", "webp": "webpsave_buffer",
+              "gif": "gifsave_buffer", "tiff": "tiffsave_buffer"}
+    if fmt in savers:
+        data: bytes = getattr(image, savers[fmt])()
+        return data
+    if fmt == "avif":
+        avif: bytes = image.heifsave_buffer(compression="av1")
+        return avif
+    if fmt == "svg":
+        return _SVG
+    if fmt == "jxl":
+        import pillow_jxl  # noqa: F401
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8), (200, 100, 50)).save(out, format="JXL")
+        return out.getvalue()
+    return None
+
+
+def _decoder(fmt: str) -> str:
+    """For inputs with no sample: the decoder's own account of itself."""
+    if fmt == "heic":
+        import pi_heif
+
+        return f"pi-heif {pi_heif.__version__} (libheif {pi_heif.libheif_version()})"
+    from importlib.metadata import version
+
+    import rawpy
+
+    libraw = ".".join(str(part) for part in rawpy.libraw_version)
+    return f"rawpy {version('rawpy')} (LibRaw {libraw})"
+
+
+def inputs() -> dict[str, str]:
+    """Input format -> "yes", a decoder's version, or why not."""
+    from .pipeline import render
+
+    found = {}
+    for fmt in INPUT_FORMATS:
+        try:
+            sample = _sample(fmt)
+            if sample is None:
+                found[fmt] = _decoder(fmt)
+            else:
+                render(RenderJob(Source(data=sample), Preset("probe", 4, 4), "png", Limits()))
+                found[fmt] = "yes"
+        except Exception as exc:  # reporting, not serving: any failure means "no"
+            found[fmt] = f"no ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:80] if str(exc) else ''})"
+    return found
+
+
+def outputs() -> dict[str, str]:
+    found = {}
+    image = (pyvips.Image.black(8, 8) + [200, 100, 50]).cast("uchar").copy(interpretation="srgb")
+    for fmt, out in OUTPUTS.items():
+        try:
+            body = getattr(image, out.saver)(**out.options)
+            pyvips.Image.new_from_buffer(body, "").avg()
+            found[fmt] = "yes"
+        except Exception as exc:  # reporting, not serving
+            found[fmt] = f"no ({type(exc).__name__})"
+    for name, saver in (("jxl", "jxlsave_buffer"),):
+        try:
+            getattr(image, saver)()
+            found[name] = "yes (not offered)"
+        except Exception:  # reporting, not serving
+            found[name] = "no"
+    return found
