@@ -98,6 +98,11 @@ def probe(source: Source, limits: Limits) -> Header:
 
 def decode(source: Source) -> pyvips.Image:
     import pillow_jxl  # noqa: F401  (registers the JXL plugin with Pillow)
+    from pillow_jxl import JpegXLImagePlugin
+
+    # One thread per render, like libvips (IMGPROXY_VIPS_CONCURRENCY): parallelism
+    # comes from renders side by side, not from one decode taking every core.
+    JpegXLImagePlugin.DECODE_THREADS = 0
     from PIL import Image, UnidentifiedImageError
 
     from .pillow import to_vips
