@@ -28,7 +28,7 @@ from .inputs import PHOTO_SIZE, prepare
 from .servers import MAIN
 
 CASES = {"miss": miss.run, "breakdown": extras.breakdown, "hit": hits.run, "memory": extras.memory, "warm": extras.warm,
-         "isolation": extras.isolation, "fanout": fanout.run}
+         "isolation": extras.isolation, "fanout": fanout.run, "formats": extras.formats}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,3 +138,38 @@ def _first(exc: Exception) -> str:
     errors = [line for line in text if re.search(r"error", line, re.I)]
     return (errors[-1] if errors else text[0])[:300]
 
+
+
+#: One row per input format the proxy decodes outside libvips' JPEG path.
+FORMAT_ROWS = {"raw": "raw/rawpy__RAW_KODAK_DC50.KDC", "heic": "heic/exifsamples__IMG_5195.HEIC"}
+
+
+def formats(b: Bench) -> dict:
+    """WebP misses (``thumbnail``) per second from a camera RAW and an iPhone HEIC original."""
+    from .inputs import TESTIMAGES
+
+    p = b.profile
+    out: dict = {}
+    with servers.ours(b.inputs.root, b.work / "variants-formats", PRESETS, b.logs / "ours-formats.log",
+                      b.workers, render_mode=b.render_mode) as ours:
+        for name, relative in FORMAT_ROWS.items():
+            source = TESTIMAGES / relative
+            if not source.exists():
+                out[name] = {"available": False, "why": f"{relative} is missing"}
+                continue
+            folder = b.inputs.root / f"fmt-{name}"
+            folder.mkdir(parents=True, exist_ok=True)
+            ids = []
+            for i in range(p.miss_cap + 2):
+                target = folder / f"{i:05d}{source.suffix.lower()}"
+                if not target.exists():
+                    target.write_bytes(source.read_bytes())
+                ids.append(f"fmt-{name}/{i:05d}")
+            b.client(ours.ports, [b.ours_path(i, "webp") for i in ids[:2]], 1, 60)  # warm-up
+            b.quiet()
+            with CpuWatch(ours.pids) as cpu:
+                r = b.client(ours.ports, [b.ours_path(i, "webp") for i in ids[2:]], 2, p.miss_duration)
+            r["available"], r["source"], r["foreign_cpu"] = True, relative, cpu.foreign
+            out[name] = r
+            print(f"[fmt]  {name:5} {r['rps']:6.1f} req/s, p50 {r['p50_ms']} ms", file=sys.stderr, flush=True)
+    return out

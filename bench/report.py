@@ -71,6 +71,7 @@ def render(results: dict, plots: list[str]) -> str:
     out += _warm(results)
     out += _isolation(results)
     out += _fanout(results)
+    out += _formats(results)
     out += ["", "## Where we fall short, and why", ""]
     rows = [r for r in results["ratios"]["targets"] if r["target"] is not None and r["ratio"] is not None]
     failing = [r for r in rows if r["pass"] is False]
@@ -281,3 +282,15 @@ def _isolation(results: dict) -> list[str]:
                    f"{procs.get(c + 'thread')} / {procs.get(c + 'process')} | "
                    f"{max(t.get('foreign_cpu', 0), p.get('foreign_cpu', 0)):.0%} |")
     return out
+
+
+def _formats(results: dict) -> list[str]:
+    rows = results.get("formats") or {}
+    out = ["", "## Misses by input format (`thumbnail` WebP, concurrency 2)", "",
+           "| input | source | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+    for name, r in rows.items():
+        if not r.get("available"):
+            out.append(f"| {name} | not measured: {r.get('why', '')} | | | |")
+        else:
+            out.append(f"| {name} | `{r['source']}` | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} |")
+    return out if rows else []

@@ -85,7 +85,8 @@ class App:
         async with open_services(self.settings) as services:
             self.services = services
             self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants,
-                                            not_found_max_age=self.settings.not_found_max_age)
+                                            not_found_max_age=self.settings.not_found_max_age,
+                                            auto=services.settings.auto_format)
             self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps)
             self.originals = OriginalsEndpoint(services.keys, services.originals)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .config import ConfigError, Settings, load_settings, to_environ
 from .errors import ImgproxyError
-from .formats import FORMATS
+from .formats import AUTO, FORMATS
 
 log = logging.getLogger("imgproxy")
 
@@ -133,6 +133,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("presets:")
     for p in load_presets(settings.presets).values():
         print(f"  {p.name:14} {p.width}x{p.height} {p.fit:6} digest {p.digest}")
+    from .render import configure
+    from .render.capabilities import inputs, outputs
+
+    configure()
+    print("inputs (tried):")
+    for name, answer in inputs().items():
+        print(f"  {name:8} {answer}")
+    print("outputs (tried):")
+    for name, answer in outputs().items():
+        print(f"  {name:8} {answer}")
     return 0
 
 
@@ -195,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
     sign.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
                       help="how long the download link lasts (default 3600)")
     sign.add_argument("--inline", action="store_true", help="download link shown in the browser, not saved")
-    sign.add_argument("--format", default="webp", choices=FORMATS)
+    sign.add_argument("--format", default="webp", choices=(*FORMATS, AUTO))
     sign.add_argument("--base-url", default="", help="e.g. https://img.example.com")
     sign.set_defaults(func=cmd_sign)
 

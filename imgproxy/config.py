@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .formats import FORMATS
+from .formats import FORMATS, INPUT_FORMATS
 
 ENV_PREFIX = "IMGPROXY_"
 DEFAULT_CONFIG_FILE = "config/imgproxy.toml"
@@ -62,6 +62,8 @@ class Settings:
     max_frames: int = setting(256, "most animation frames or pages decoded (413 above)")
     max_output_pixels: int = setting(50_000_000, "largest variant rendered, in pixels (413 above)")
     max_svg_elements: int = setting(100_000, "most elements an SVG may have, counted before librsvg parses it (413 above)")
+    input_formats: tuple[str, ...] = setting((), f"comma-separated input formats accepted, judged by their bytes ({', '.join(INPUT_FORMATS)}); empty means all")
+    auto_format: bool = setting(True, "serve /v/<preset>/<id>.auto, picking AVIF, WebP, JPEG or PNG by Accept; off makes .auto a 400")
     render_timeout: float = setting(30.0, "seconds one render may take (504 above)")
     download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
     worker_memory_mb: int = setting(2048, "address-space cap (RLIMIT_AS) of each render worker process, in MiB (process mode)")
@@ -98,6 +100,8 @@ class Settings:
             check(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout"):
             check(getattr(self, name) > 0, name, "must be > 0")
+        unknown = sorted(set(self.input_formats) - set(INPUT_FORMATS))
+        check(not unknown, "input_formats", f"unknown format(s) {unknown}; known: {', '.join(INPUT_FORMATS)}")
         for name in ("originals", "variants"):
             urls = [url.strip() for url in getattr(self, name).split(",")]
             for url in urls:
@@ -109,8 +113,8 @@ class Settings:
             check(len(urls) == 1 or all(urlsplit(u).scheme in ("http", "https") for u in urls), name,
                   "only HTTP origins may list several prefixes")
         check(bool(self.warm_presets_list), "warm_presets", "must name at least one preset")
-        unknown = set(self.warm_formats_list) - set(FORMATS)
-        check(bool(self.warm_formats_list) and not unknown, "warm_formats",
+        unknown_outputs = set(self.warm_formats_list) - set(FORMATS)
+        check(bool(self.warm_formats_list) and not unknown_outputs, "warm_formats",
               f"must be one or more of {', '.join(FORMATS)}")
         if urlsplit(self.variants).scheme == "s3":
             # A holder that outlives its lease lets a second render start

@@ -28,10 +28,14 @@ class ImgproxyError(Exception):
     max_age: int | None = None
     retry_after: int | None = None
 
-    def __init__(self, detail: str, *, retry_after: int | None = None, **extra: str | int | float) -> None:
+    def __init__(self, detail: str, *, retry_after: int | None = None, internal: str = "",
+                 **extra: str | int | float) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        #: what the decoder said, for the log only: it may name server paths
+        #: (libvips names its temporary files), so it never reaches a client.
+        self.internal = internal
         if retry_after is not None:
             self.retry_after = retry_after
 

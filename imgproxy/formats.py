@@ -44,9 +44,18 @@ OUTPUTS: Mapping[str, OutputFormat] = MappingProxyType({
                      saver="jpegsave_buffer", options={"optimize_coding": True, "interlace": True}),
         OutputFormat("png", "image/png", 100, alpha=True, animates=False,
                      saver="pngsave_buffer", options={"compression": 6}, lossy=False),
+        # GIF: 256 colours per frame, 1-bit alpha; for animations that must play everywhere.
+        OutputFormat("gif", "image/gif", 100, alpha=True, animates=True,
+                     saver="gifsave_buffer", options={"effort": 7}, lossy=False),
     )
 })
 FORMATS: tuple[str, ...] = tuple(OUTPUTS)
+
+#: The pseudo-format of ``/v/<preset>/<id>.auto``: the web layer picks one of
+#: ``AUTO_CHOICES`` by ``Accept`` before the variant key is made, so nothing
+#: below it ever sees ``auto``.
+AUTO = "auto"
+AUTO_CHOICES = ("avif", "webp", "jpg", "png")
 
 
 def output(ext: str) -> OutputFormat:
@@ -60,35 +69,51 @@ def mime_of(key: str) -> str:
     return fmt.mime if fmt is not None else "application/octet-stream"
 
 
+#: Input formats, as decided by the original's bytes (:mod:`imgproxy.render.sniff`),
+#: never by its name. ``IMGPROXY_INPUT_FORMATS`` allows a subset.
+INPUT_FORMATS = ("jpeg", "png", "webp", "gif", "avif", "heic", "tiff", "svg", "jxl", "raw")
+
+
 @dataclass(frozen=True)
 class InputLoader:
     name: str  # the libvips class, for operation_block_set
+    formats: tuple[str, ...]  # the sniffed input formats (INPUT_FORMATS) it reads
     nicknames: frozenset[str]  # what ``vips-loader`` says after a load
     animates: bool = False  # frames are kept when the output animates
     buffer_only: bool = False  # loaded from bytes, never a path (no base to resolve against)
 
 
 INPUTS: tuple[InputLoader, ...] = (
-    InputLoader("VipsForeignLoadJpeg", frozenset({"jpegload", "jpegload_buffer", "jpegload_source"})),
-    InputLoader("VipsForeignLoadPng", frozenset({"pngload", "pngload_buffer", "pngload_source"})),
-    InputLoader("VipsForeignLoadWebp", frozenset({"webpload", "webpload_buffer", "webpload_source"}),
+    InputLoader("VipsForeignLoadJpeg", ("jpeg",), frozenset({"jpegload", "jpegload_buffer", "jpegload_source"})),
+    InputLoader("VipsForeignLoadPng", ("png",), frozenset({"pngload", "pngload_buffer", "pngload_source"})),
+    InputLoader("VipsForeignLoadWebp", ("webp",), frozenset({"webpload", "webpload_buffer", "webpload_source"}),
                 animates=True),
-    InputLoader("VipsForeignLoadNsgif", frozenset({"gifload", "gifload_buffer", "gifload_source"}),
+    InputLoader("VipsForeignLoadNsgif", ("gif",), frozenset({"gifload", "gifload_buffer", "gifload_source"}),
                 animates=True),
-    InputLoader("VipsForeignLoadHeif", frozenset({"heifload", "heifload_buffer", "heifload_source"})),
-    InputLoader("VipsForeignLoadTiff", frozenset({"tiffload", "tiffload_buffer", "tiffload_source"})),
-    InputLoader("VipsForeignLoadSvg", frozenset({"svgload", "svgload_buffer", "svgload_source"}),
+    InputLoader("VipsForeignLoadHeif", ("avif", "heic"), frozenset({"heifload", "heifload_buffer", "heifload_source"})),
+    InputLoader("VipsForeignLoadTiff", ("tiff",), frozenset({"tiffload", "tiffload_buffer", "tiffload_source"})),
+    InputLoader("VipsForeignLoadSvg", ("svg",), frozenset({"svgload", "svgload_buffer", "svgload_source"}),
                 buffer_only=True),
 )
-#: Loaders that hand over to a Python plugin: ``vips-loader`` value -> plugin.
-#: The header probe renames a HEIF whose compression is HEVC to ``heif-hevc``.
-PLUGINS: Mapping[str, str] = MappingProxyType({"heif-hevc": "pi_heif"})
+#: Decoders outside libvips: loader name (``Header.loader``) -> the Python package.
+#: HEVC HEIC (the header probe renames a HEIF whose compression is HEVC),
+#: camera RAW, JPEG XL (the libvips wheel has no libjxl) and APNG (libvips
+#: reads only an APNG's first frame) are decoded in :mod:`imgproxy.render.plugins`.
+PLUGINS: Mapping[str, str] = MappingProxyType({
+    "heif-hevc": "pi_heif", "raw": "rawpy", "jxl": "pillow_jxl", "apng": "PIL",
+})
 
-ANIMATED_LOADERS = frozenset(n for loader in INPUTS if loader.animates for n in loader.nicknames)
+ANIMATED_LOADERS = frozenset(
+    {n for loader in INPUTS if loader.animates for n in loader.nicknames} | {"apng"}
+)
+#: ``vips-loader`` nickname -> the input formats that loader may be sniffed as.
+LOADER_FORMATS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {n: loader.formats for loader in INPUTS for n in loader.nicknames}
+)
 BUFFER_ONLY_LOADERS = frozenset(n for loader in INPUTS if loader.buffer_only for n in loader.nicknames)
 
 #: Extensions an original may be stored under (``<id>.<ext>``), tried in this order.
 ORIGINAL_EXTENSIONS = (
     "jpg", "jpeg", "png", "webp", "avif", "heic", "heif", "gif", "tif", "tiff", "svg", "svgz",
-    "jxl", "jp2", "bmp",
+    "jxl", "dng", "cr2", "cr3", "nef", "arw", "raf", "rw2", "orf", "pef", "srw", "kdc", "jp2", "bmp",
 )

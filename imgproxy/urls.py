@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from .errors import BadRequest, Forbidden
-from .formats import FORMATS, OUTPUTS
+from .formats import AUTO, FORMATS, OUTPUTS
 from .presets import NAME as _PRESET
 from .signing import canonical, meta_canonical, original_canonical, sign
 
@@ -65,8 +65,8 @@ def parse_path(path: str) -> VariantRequest:
 
 
 def check_format(fmt: str) -> str:
-    if fmt not in OUTPUTS:
-        raise BadRequest(f"format must be one of {', '.join(FORMATS)}")
+    if fmt not in OUTPUTS and fmt != AUTO:
+        raise BadRequest(f"format must be one of {', '.join(FORMATS)} or {AUTO}")
     return fmt
 
 

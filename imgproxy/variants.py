@@ -38,7 +38,7 @@ from .metrics import (
     VARIANT_BYTES,
 )
 from .presets import Preset
-from .render import Job, Limits, MetaJob, Probed, Rendered, RenderJob, Result, Source
+from .render import Job, Limits, MetaJob, Probed, ProbeJob, Rendered, RenderJob, Result, Source
 from .stores import Blob, Original, OriginalStore, VariantStore
 from .urls import VariantRequest
 from .workers import Renderer
@@ -179,6 +179,8 @@ class VariantService:
             try:
                 body, metadata = await make(original, timings)
             except ImgproxyError as exc:
+                log.warning("render of %s failed (category: %s): %s%s", key, exc.error, exc.detail,
+                            f" ({exc.internal})" if exc.internal else "")
                 self.failed.remember(original.identity, key, exc)
                 raise
             mark = time.perf_counter()
@@ -188,6 +190,13 @@ class VariantService:
                 self.memory.put(key, blob)
             timings.store, _ = _since(mark)
             return key, kept or blob, "render", timings
+
+    async def has_alpha(self, id: str) -> bool:
+        """Whether the original ``id`` has an alpha channel: a header probe in a worker."""
+        original = await self.originals.fetch(id)
+        with self.renderer.admit():
+            probed = await self.renderer.run(ProbeJob(original.source, self.limits))
+        return isinstance(probed, Probed) and bool(probed.info.get("alpha"))
 
     async def _run(self, job: Job, timings: Timings) -> Result:
         """A job, timed: waiting for a worker (queue), then running."""

@@ -37,6 +37,10 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
     assert results["memory"]["peak_mb"] >= results["memory"]["idle_mb"] > 0
     assert {"available"} <= results["warm"].keys()
     assert {"available"} <= results["isolation"].keys()
+    for name in ("raw", "heic"):  # one RAW and one HEIC row
+        row = results["formats"][name]
+        assert row["available"] and row["requests"] > 0 and row["errors"] == 0, (name, row)
+        assert set(row["tiers"]) == {"render"}, row
     cases = {row["case"] for row in results["ratios"]["targets"]}
     assert "miss webp: ours ÷ bare pyvips" in cases
     assert (tmp_path / "BENCHMARKS.md").read_text().startswith("# Benchmarks")

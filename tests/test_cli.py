@@ -97,3 +97,14 @@ def test_info_lists_every_setting():
     assert out.returncode == 0, out.stderr
     assert "libvips 8." in out.stdout and "max_source_pixels" in out.stdout and "thumb-square" in out.stdout
     assert KEY not in out.stdout
+
+
+def test_info_lists_the_formats_it_tried():
+    out = imgproxy("info").stdout
+    inputs = out.split("inputs (tried):")[1].split("outputs (tried):")[0]
+    for name in ("jpeg", "png", "webp", "gif", "avif", "tiff", "svg", "jxl"):
+        assert f"  {name} " in inputs and "yes" in inputs.split(f"  {name} ")[1].splitlines()[0]
+    assert "LibRaw" in inputs and "pi-heif" in inputs
+    outputs = out.split("outputs (tried):")[1]
+    for name in ("webp", "avif", "jpg", "png", "gif"):
+        assert "yes" in outputs.split(f"  {name} ")[1].splitlines()[0]

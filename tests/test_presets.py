@@ -46,7 +46,7 @@ def test_one_quality_number_sets_webp_and_jpeg():
     ({"width": 10.5, "height": 10}, "width"),
     ({"width": 10, "height": 99999}, "height"),
     ({"width": 10, "height": 10, "fit": "fill"}, "fit"),
-    ({"width": 10, "height": 10, "quality": {"gif": 50}}, "unknown format"),
+    ({"width": 10, "height": 10, "quality": {"bmp": 50}}, "unknown format"),
     ({"width": 10, "height": 10, "quality": {"webp": 101}}, "quality.webp"),
     ({"width": 10, "height": 10, "quality": "high"}, "quality"),
     ({"width": 10, "height": 10, "enlarge": "yes"}, "enlarge"),

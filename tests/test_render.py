@@ -219,7 +219,7 @@ def test_exact_output_dimensions(landscape, preset, fmt):
     out = decode(run(landscape, preset, fmt).body)
     assert (out.width, out.height) == EXPECTED_3000x2000[preset]
     loader = out.get("vips-loader")
-    assert loader.startswith({"webp": "webp", "avif": "heif", "jpg": "jpeg", "png": "png"}[fmt])
+    assert loader.startswith({"webp": "webp", "avif": "heif", "jpg": "jpeg", "png": "png", "gif": "gif"}[fmt])
 
 
 def test_portrait_and_small_sources_are_never_enlarged():

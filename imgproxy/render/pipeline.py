@@ -9,6 +9,8 @@ variants are made from more pixels than they need, never fewer.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,10 +31,14 @@ def _mapped() -> Iterator[None]:
         yield
     except pyvips.Error as exc:
         raise map_vips_error(exc) from None
-    except UnicodeError:
+    except UnicodeError as exc:
         # A metadata string pyvips decoded as UTF-8 (metadata.py reads the
         # ones we need safely; this catches any other path to the same bug).
-        raise Undecodable("the original's metadata is malformed") from None
+        raise Undecodable("the original's metadata is malformed", internal=str(exc)[:200]) from None
+    except (struct.error, zlib.error, EOFError) as exc:
+        # Binary parsing of an original's bytes outside libvips (ICC tags,
+        # TIFF IFDs, plugin decoders) that ran off its end.
+        raise Undecodable("the original is truncated or malformed", internal=repr(exc)[:200]) from None
 
 
 def _finish(image: pyvips.Image, plan: Plan) -> Rendered:
@@ -82,7 +88,7 @@ def probe_original(job: ProbeJob) -> Probed:
     with _mapped():
         header, _ = probe(job.source, job.limits)
     return Probed({"loader": header.loader, "width": header.width, "height": header.height,
-                   "frames": header.frames, "icc": header.icc})
+                   "frames": header.frames, "icc": header.icc, "alpha": header.alpha})
 
 
 def describe(job: MetaJob) -> Probed:

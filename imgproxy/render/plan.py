@@ -20,6 +20,7 @@ class Limits:
     max_output_pixels: int = 50_000_000
     max_source_bytes: int = 64 * 1024 * 1024  # also caps a decompressed SVGZ
     max_svg_elements: int = 100_000
+    input_formats: frozenset[str] = frozenset()  # allowed sniffed formats; empty: all we read
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Header:
     height: int  # of one frame
     frames: int
     icc: bool = False  # has an embedded profile that is not sRGB
+    alpha: bool = False  # has an alpha channel (``auto`` picks PNG over JPEG for it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,17 +7,19 @@ unknown formats become 415, anything else the decoder says becomes 422.
 from __future__ import annotations
 
 import io
+import os
 import zlib
 from dataclasses import replace
 
 import pyvips
 
 from ..errors import ImgproxyError, TooLarge, Undecodable, Unsupported
-from ..formats import BUFFER_ONLY_LOADERS
+from ..formats import BUFFER_ONLY_LOADERS, LOADER_FORMATS
 from .icc import needs_transform
 from .jobs import Source
 from .metadata import has
 from .plan import Header, Limits
+from .sniff import HEAD, is_apng, sniff
 
 
 def map_vips_error(exc: pyvips.Error) -> ImgproxyError:
@@ -26,7 +28,7 @@ def map_vips_error(exc: pyvips.Error) -> ImgproxyError:
         return Unsupported("the original is in a format this server cannot read")
     if "out of order read" in message or "premature end" in message.lower():
         return Undecodable("the original is truncated")
-    return Undecodable("the original cannot be decoded", reason=_first_line(exc.detail or exc.message))
+    return Undecodable("the original cannot be decoded", internal=_first_line(exc.detail or exc.message))
 
 
 def _first_line(text: str) -> str:
@@ -37,14 +39,54 @@ def _first_line(text: str) -> str:
 def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
     """Read the header; returns it and the source as it should be loaded.
 
-    Raises 413 for sources over the pixel or frame limits before any decode.
+    The format is decided by the bytes (:mod:`.sniff`) and checked against the
+    allowed inputs before any decoder sees them; then 413 for sources over
+    the byte, pixel or frame limits, before any decode.
     """
-    source = _guard_svg(source, limits)
+    head = source.data[:HEAD] if source.data is not None else _head(source.path, HEAD)
+    fmt = sniff(head)
+    if fmt is None:
+        raise Unsupported("the original is not in a format this server reads")
+    if limits.input_formats and fmt not in limits.input_formats:
+        raise Unsupported(f"{fmt} originals are not accepted by this server", format=fmt)
+    size = len(source.data) if source.data is not None else os.path.getsize(source.path or "")
+    if size > limits.max_source_bytes:
+        raise TooLarge(f"the original has {size} bytes; the limit is {limits.max_source_bytes}",
+                       limit="max_source_bytes")
+    if fmt == "svg":
+        source = _guard_svg(source, limits)
+    if fmt == "raw":
+        from . import raw
+
+        header = raw.probe(source, limits)
+    elif fmt == "jxl":
+        from . import jxl
+
+        header = jxl.probe(source, limits)
+    elif is_apng(head):
+        from .pillow import probe_apng
+
+        header = probe_apng(source)
+    else:
+        header, source = _probe_vips(source, fmt)
+    if header.width * header.height > limits.max_source_pixels:
+        raise TooLarge(
+            f"source has {header.width * header.height} pixels; "
+            f"the limit is {limits.max_source_pixels}",
+            limit="max_source_pixels",
+        )
+    return header, source
+
+
+def _probe_vips(source: Source, fmt: str) -> tuple[Header, Source]:
     try:
         image = _open(source)
         loader = image.get("vips-loader")
     except pyvips.Error as exc:
         raise map_vips_error(exc) from None
+    if fmt not in LOADER_FORMATS.get(loader, ()):
+        # libvips sniffs again; it must agree with us, or no loader is trusted.
+        raise Unsupported(f"the original looks like {fmt} but does not load as one")
     # An SVG loaded from a file may pull in files beside it; from memory it
     # has no base to resolve anything against.
     if loader in BUFFER_ONLY_LOADERS and source.data is None:
@@ -55,15 +97,9 @@ def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
         height = image.get("page-height")
     profile = image.get("icc-profile-data") if has(image, "icc-profile-data") else None
     header = Header(loader=loader, width=image.width, height=height, frames=max(1, frames),
-                    icc=needs_transform(profile))
+                    icc=needs_transform(profile), alpha=bool(image.hasalpha()))
     if has(image, "heif-compression") and image.get("heif-compression") == "hevc":
         header = replace(header, loader="heif-hevc")
-    if header.width * header.height > limits.max_source_pixels:
-        raise TooLarge(
-            f"source has {header.width * header.height} pixels; "
-            f"the limit is {limits.max_source_pixels}",
-            limit="max_source_pixels",
-        )
     return header, source
 
 
@@ -138,7 +174,7 @@ def decode_hevc(source: Source) -> pyvips.Image:
         stride = primary.stride
         icc = primary.info.get("icc_profile")
     except (ValueError, RuntimeError, OSError) as exc:
-        raise Undecodable("the HEIC original cannot be decoded", reason=str(exc)[:200]) from None
+        raise Undecodable("the HEIC original cannot be decoded", internal=str(exc)[:200]) from None
     bands = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}.get(mode.split(";")[0])
     if bands is None:
         raise Unsupported(f"HEIC pixel mode {mode} is not supported")

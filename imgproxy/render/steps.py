@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import pyvips
 
+from ..formats import PLUGINS
+from . import plugins
 from .jobs import Source
 from .metadata import field_names
 from .plan import Header, Plan
-from .source import decode_hevc
 
 Step = Callable[[pyvips.Image, Plan], pyvips.Image]
 
@@ -37,15 +38,42 @@ def load(source: Source, header: Header, plan: Plan) -> pyvips.Image:
     )
     if header.icc:
         options["output_profile"] = OUTPUT_PROFILE
-    if header.loader == "heif-hevc":
-        return decode_hevc(source).thumbnail_image(plan.width, **options)
-    loader_options = "n=-1" if plan.frames > 1 else ""
-    if source.data is not None:
-        return pyvips.Image.thumbnail_buffer(
-            source.data, plan.width, option_string=loader_options, **options
-        )
-    path = f"{source.path}[{loader_options}]" if loader_options else source.path
-    return pyvips.Image.thumbnail(path, plan.width, **options)
+    width = plan.width
+    cover_pages = plan.frames > 1 and plan.crop
+    if cover_pages:  # libvips would crop the stack of pages, not each page
+        width, options["height"] = _cover_size(header.width, header.height, plan)
+        options["crop"] = "none"
+    if header.loader in PLUGINS:
+        image = _thumbnail_pages(plugins.decode(source, header, plan), width, options)
+    else:
+        loader_options = "n=-1" if plan.frames > 1 else ""
+        if source.data is not None:
+            image = pyvips.Image.thumbnail_buffer(source.data, width, option_string=loader_options, **options)
+        else:
+            path = f"{source.path}[{loader_options}]" if loader_options else source.path
+            image = pyvips.Image.thumbnail(path, width, **options)
+    return _crop_pages(image, plan.width, plan.height) if cover_pages else image
+
+
+def _cover_size(width: int, height: int, plan: Plan) -> tuple[int, int]:
+    scale = max(plan.width / width, plan.height / height)
+    if not plan.enlarge:
+        scale = min(scale, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _crop_pages(image: pyvips.Image, width: int, height: int) -> pyvips.Image:
+    """The centre ``width`` x ``height`` of every page of an animation."""
+    page = image.get("page-height") if image.get_typeof("page-height") else image.height
+    w, h = min(width, image.width), min(height, page)
+    left, top = (image.width - w) // 2, (page - h) // 2
+    pages = [image.crop(left, y + top, w, h) for y in range(0, image.height, page)]
+    out = pyvips.Image.arrayjoin(pages, across=1).copy()
+    out.set_type(pyvips.GValue.gint_type, "page-height", h)
+    for name in ("delay", "loop"):
+        if image.get_typeof(name):
+            out.set_type(image.get_typeof(name), name, image.get(name))
+    return out
 
 
 def load_shared(source: Source, header: Header, scale: float, frames: int) -> pyvips.Image:
@@ -55,8 +83,8 @@ def load_shared(source: Source, header: Header, scale: float, frames: int) -> py
     options: dict[str, object] = dict(height=box, size="down")
     if header.icc:
         options["output_profile"] = OUTPUT_PROFILE
-    if header.loader == "heif-hevc":
-        image = decode_hevc(source).thumbnail_image(box, **options)
+    if header.loader in PLUGINS:
+        image = _thumbnail_pages(plugins.decode(source, header, scale=scale), box, options)
     else:
         loader_options = "n=-1" if frames > 1 else ""
         if source.data is not None:
@@ -67,12 +95,32 @@ def load_shared(source: Source, header: Header, scale: float, frames: int) -> py
     return image.copy_memory()
 
 
+def _thumbnail_pages(image: pyvips.Image, width: int, options: dict[str, object]) -> pyvips.Image:
+    """``thumbnail_image`` for a decoded image, one page at a time when it is
+    animated (``thumbnail_image`` would treat the page stack as one tall image)."""
+    if not image.get_typeof("page-height") or image.get("page-height") >= image.height:
+        return image.thumbnail_image(width, **options)
+    page = image.get("page-height")
+    frames = [image.crop(0, y, image.width, page).thumbnail_image(width, **options)
+              for y in range(0, image.height, page)]
+    out = pyvips.Image.arrayjoin(frames, across=1).copy()
+    out.set_type(pyvips.GValue.gint_type, "page-height", frames[0].height)
+    for name in ("delay", "loop"):
+        if image.get_typeof(name):
+            out.set_type(image.get_typeof(name), name, image.get(name))
+    return out
+
+
 def resize(base: pyvips.Image, plan: Plan) -> pyvips.Image:
     """``plan``'s variant from a decoded, upright base (see :func:`load_shared`)."""
-    return base.thumbnail_image(
-        plan.width, height=plan.height, size="both" if plan.enlarge else "down",
-        crop="centre" if plan.crop else "none",
-    )
+    options: dict[str, object] = dict(height=plan.height, size="both" if plan.enlarge else "down",
+                                      crop="centre" if plan.crop else "none")
+    if plan.frames > 1 and plan.crop:
+        page = base.get("page-height") if base.get_typeof("page-height") else base.height
+        width, options["height"] = _cover_size(base.width, page, plan)
+        options["crop"] = "none"
+        return _crop_pages(_thumbnail_pages(base, width, options), plan.width, plan.height)
+    return _thumbnail_pages(base, plan.width, options)
 
 
 def to_srgb(image: pyvips.Image, plan: Plan) -> pyvips.Image:

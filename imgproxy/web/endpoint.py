@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound
-from ..formats import OUTPUTS
+from ..formats import AUTO, OUTPUTS
 from ..metrics import OUTCOME, REQUESTS
 from ..presets import Preset
 from ..signing import verify
@@ -24,6 +24,7 @@ from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
 from ..variants import VariantService
 from .canonical import canonical_location
 from .logs import RECORD, note_error
+from .negotiate import Negotiator
 from .responses import (
     Receive,
     Scope,
@@ -46,12 +47,14 @@ VERIFIED_URLS = 65536
 
 class VariantEndpoint:
     def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService,
-                 not_found_max_age: int = 60) -> None:
+                 not_found_max_age: int = 60, auto: bool = True) -> None:
         self.keys = tuple(keys)
         self.not_found_max_age = not_found_max_age
         self.presets = presets
         self.variants = variants
         self.headers = VariantHeaders()
+        self.auto_headers = VariantHeaders(vary=True)  # explicit formats never pay for Vary
+        self.negotiator = Negotiator(variants.has_alpha) if auto else None
         # Exact URL bytes whose signature and path were already checked: a repeat
         # request skips the HMAC and parsing. Keys and presets only change with
         # a restart, so an entry can never outlive the reason it was valid.
@@ -65,6 +68,9 @@ class VariantEndpoint:
             return
         try:
             request, preset = self._checked(scope)
+            auto = request.fmt == AUTO
+            if auto:
+                request = await self._negotiate(scope, request)
             key, blob, tier, timings = await self.variants.serve(request, preset)
         except ImgproxyError as exc:
             if isinstance(exc, BadRequest) and (location := canonical_location(self.keys, scope)) is not None:
@@ -86,7 +92,7 @@ class VariantEndpoint:
         record = scope.get(RECORD)
         if record is not None:
             record.tier = tier
-        headers = self.headers.get(key, blob, OUTPUTS[request.fmt].mime)
+        headers = (self.auto_headers if auto else self.headers).get(key, blob, OUTPUTS[request.fmt].mime)
         if _not_modified(scope, blob.etag):
             OUTCOME["not_modified"].inc()
             await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(headers)})
@@ -96,6 +102,12 @@ class VariantEndpoint:
         extra = [_TIER[tier]] if timings is None else [_TIER[tier], server_timing(timings)]
         await send({"type": "http.response.start", "status": 200, "headers": [*headers, *extra]})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else blob.body})
+
+    async def _negotiate(self, scope: Scope, request: VariantRequest) -> VariantRequest:
+        if self.negotiator is None:
+            raise BadRequest("the auto format is switched off on this server")
+        accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
+        return await self.negotiator.choose(request, accept)
 
     def _checked(self, scope: Scope) -> tuple[VariantRequest, Preset]:
         raw = scope.get("raw_path") or scope["path"].encode()

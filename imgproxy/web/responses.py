@@ -31,8 +31,9 @@ class VariantHeaders:
     on the hit path).
     """
 
-    def __init__(self, size: int = 65536) -> None:
+    def __init__(self, size: int = 65536, vary: bool = False) -> None:
         self.size = size
+        self.vary = vary  # for ``.auto``: the response depends on Accept
         self._built: dict[str, tuple[str, tuple[tuple[bytes, bytes], ...]]] = {}
 
     def get(self, key: str, blob: Blob, content_type: str) -> tuple[tuple[bytes, bytes], ...]:
@@ -47,6 +48,7 @@ class VariantHeaders:
             # Never after Date (RFC 9110 8.8.2.1), even for a store whose clock runs ahead.
             (b"last-modified", email.utils.formatdate(min(blob.mtime, time.time()), usegmt=True).encode()),
             (b"x-content-type-options", b"nosniff"),
+            *(((b"vary", b"Accept"),) if self.vary else ()),
         )
         if len(self._built) >= self.size:
             self._built.clear()

@@ -58,7 +58,7 @@ def error_meta(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, ImgproxyError):
         extra = {k: v for k, v in exc.extra.items() if isinstance(v, (str, int, float))}
         return {"ok": False, "status": exc.status, "error": exc.error, "detail": exc.detail,
-                "extra": extra}
+                "extra": extra, "internal": exc.internal[:500]}
     if isinstance(exc, MemoryError):
         return {"ok": False, "status": 413, "error": "too_large", "exit": True,
                 "detail": "rendering the original needs more memory than a worker may use",
@@ -100,6 +100,8 @@ def decode_error(meta: dict[str, Any], pid: int) -> ImgproxyError | WorkerBug:
         return WorkerBug(f"render worker {pid}: {meta.get('detail')}\n"
                          f"{(meta.get('extra') or {}).get('traceback', '')}")
     extra = meta.get("extra") or {}
-    return error.rebuilt(str(meta.get("detail", "render failed"))[:500],
-                         {str(k)[:40]: v for k, v in dict(extra).items()
-                          if isinstance(v, (str, int, float)) and k not in ("detail", "retry_after")})
+    rebuilt = error.rebuilt(str(meta.get("detail", "render failed"))[:500],
+                            {str(k)[:40]: v for k, v in dict(extra).items()
+                             if isinstance(v, (str, int, float)) and k not in ("detail", "retry_after")})
+    rebuilt.internal = str(meta.get("internal") or "")[:500]
+    return rebuilt
