@@ -48,6 +48,7 @@ class VariantService:
     renderer: Renderer
     limits: Limits
     failed: FailedOriginals = field(default_factory=FailedOriginals)
+    avif_effort: int | None = None  # IMGPROXY_AVIF_EFFORT; not in the key (README: "AVIF effort")
 
     def __post_init__(self) -> None:
         self._flight: SingleFlight[Served] = SingleFlight()
@@ -79,7 +80,7 @@ class VariantService:
             started = time.perf_counter()
             try:
                 rendered = cast(Rendered, await self.renderer.run(
-                    RenderJob(original.source, preset, request.fmt, self.limits)
+                    RenderJob(original.source, preset, request.fmt, self.limits, self.avif_effort)
                 ))
             except ImgproxyError as exc:
                 self.failed.remember(original.identity, key, exc)
