@@ -21,7 +21,7 @@ from .plan import Plan
 
 def encode(image: pyvips.Image, plan: Plan) -> bytes:
     if plan.target is not None and OUTPUTS[plan.fmt].lossy:
-        return choose(image, plan.fmt, plan.target, lambda q: encode_at(image, plan, q)).body
+        return choose(image, plan.fmt, plan.target, lambda im, q: encode_at(im, plan, q)).body
     return encode_at(image, plan, plan.quality)
 
 
