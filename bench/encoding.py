@@ -67,7 +67,7 @@ def run(bench: object = None, smoke: bool = False, work: Path | None = None) -> 
     refs = _references(work / "encoding", smoke)
     sweep = SMOKE_SWEEP if smoke else SWEEP
     ours = {name: _sweep_ours(path, sweep) for name, (path, _) in refs.items()}
-    sharp, why = _sweep_sharp(refs, sweep, work / "encoding" / "sharp")
+    sharp, why = _sweep_sharp(refs, sweep, work / "encoding" / "sharp", install=not smoke)
     kinds = {name: kind for name, (_, kind) in refs.items()}
     photos = [n for n, k in kinds.items() if k == "photo"]
     out: dict = {"side": 300 if smoke else 1200,
@@ -186,11 +186,13 @@ def _sweep_ours(path: Path, sweep: dict) -> dict:
     return out
 
 
-def _ensure_sharp() -> tuple[bool, str]:
+def _ensure_sharp(install: bool) -> tuple[bool, str]:
     if shutil.which("node") is None or shutil.which("npm") is None:
         return False, "node (or npm) is not installed: the sharp comparison was skipped"
     if (SHARP_DIR / "node_modules" / "sharp" / "package.json").exists():
         return True, ""
+    if not install:
+        return False, "smoke run: sharp is not installed in bench/.sharp and smoke runs do not install it"
     SHARP_DIR.mkdir(parents=True, exist_ok=True)
     (SHARP_DIR / "package.json").write_text('{"private": true}\n')
     done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", f"sharp@^{SHARP_VERSION}"],
@@ -200,8 +202,8 @@ def _ensure_sharp() -> tuple[bool, str]:
     return True, ""
 
 
-def _sweep_sharp(refs: dict, sweep: dict, folder: Path) -> tuple[dict | None, str]:
-    ok, why = _ensure_sharp()
+def _sweep_sharp(refs: dict, sweep: dict, folder: Path, install: bool) -> tuple[dict | None, str]:
+    ok, why = _ensure_sharp(install)
     if not ok:
         print(f"bench.encoding: {why}", file=sys.stderr)
         return None, why
