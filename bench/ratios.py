@@ -34,6 +34,7 @@ def compute(results: dict) -> dict:
     hits = results.get("hit", {})
     for label, num, den, minimum in HIT_TARGETS:
         rows.append(_row(f"hit webp: {label}", hits.get(num), hits.get(den), minimum))
+    rows += (results.get("encoding") or {}).get("targets", [])  # bench/encoding.py: ≤ or ≥ per row
     return {"targets": rows, "per_concurrency": per_concurrency}
 
 

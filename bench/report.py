@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .context import QUALITY
+from .encoding_report import encoding_section
 from .ratios import peak
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
@@ -41,7 +42,12 @@ def render(results: dict, plots: list[str]) -> str:
         "|---|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for row in results["ratios"]["targets"]:
-        target = f"≥ {row['target']:g}" if row["target"] is not None else "—"
+        target = f"{'≤' if row.get('direction') == 'max' else '≥'} {row['target']:g}" \
+            if row["target"] is not None else "—"
+        verdicts = {True: "**pass**", False: "**FAIL**", None: "(no target)"}
+        if row["ratio"] is not None and "ours_rps" not in row:  # not a throughput row (encoding)
+            out.append(f"| {row['case']} | | | {row['ratio']:.3f} | | {target} | {verdicts[row['pass']]} | | |")
+            continue
         if row["ratio"] is None:
             out.append(f"| {row['case']} | | | | | {target} | {row.get('why', 'not measured')} | | |")
             continue
@@ -72,11 +78,13 @@ def render(results: dict, plots: list[str]) -> str:
     out += _isolation(results)
     out += _fanout(results)
     out += _formats(results)
+    out += encoding_section(results.get("encoding") or {})
     out += ["", "## Where we fall short, and why", ""]
     rows = [r for r in results["ratios"]["targets"] if r["target"] is not None and r["ratio"] is not None]
     failing = [r for r in rows if r["pass"] is False]
     cpu_only = [r for r in rows if r["pass"] and r.get("cpu_ratio") and r["cpu_ratio"] < r["target"]]
-    out += [f"- {r['case']}: {r['ratio']:.2f}, target ≥ {r['target']:g}." for r in failing]
+    out += [f"- {r['case']}: {r['ratio']:.3g}, target {'≤' if r.get('direction') == 'max' else '≥'} "
+            f"{r['target']:g}." for r in failing]
     out += [f"- {r['case']}: passes by req/s ({r['ratio']:.2f}) but not by CPU per request "
             f"({r['cpu_ratio']:.2f}), target ≥ {r['target']:g}." for r in cpu_only]
     if not failing and not cpu_only:

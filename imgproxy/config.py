@@ -57,6 +57,8 @@ class Settings:
     render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
     render_mode: str = setting("process", "'process' renders in capped, isolated worker processes; 'thread' in this process's thread pool")
     vips_concurrency: int = setting(1, "libvips threads per render; parallelism comes from concurrent renders")
+    avif_effort: int = setting(2, "AVIF encoder effort (0-9) of on-demand renders: a miss waits for it")
+    avif_eager_effort: int = setting(4, "AVIF encoder effort (0-9) of eager renders (fan-out jobs), which nobody waits for")
     max_source_bytes: int = setting(64 * 1024 * 1024, "largest original accepted, in bytes (413 above)")
     max_source_pixels: int = setting(100_000_000, "largest original accepted, in pixels, read from the header before decoding (413 above)")
     max_frames: int = setting(256, "most animation frames or pages decoded (413 above)")
@@ -94,6 +96,8 @@ class Settings:
         check(self.render_threads >= 0, "render_threads", "must be >= 0")
         check(self.render_queue >= 0, "render_queue", "must be >= 0")
         check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
+        for name in ("avif_effort", "avif_eager_effort"):
+            check(0 <= getattr(self, name) <= 9, name, "must be 0..9")
         for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
                      "max_svg_elements", "worker_memory_mb", "worker_cpu_seconds",
                      "s3_max_attempts", "s3_max_connections"):

@@ -104,7 +104,7 @@ async def _render(variants: VariantService, id: str, held: dict[str, Target], ou
             out.failed[key] = exc
     if not todo:  # every variant we hold failed before: the original fails again, as a whole
         raise next(iter(out.failed.values()))
-    job = FanoutJob(original.source, tuple(todo.values()), variants.limits)
+    job = FanoutJob(original.source, tuple(todo.values()), variants.limits, avif_effort=variants.avif_eager_effort)
     try:
         fanned = cast(Fanned, await variants.renderer.run(job))
     except ImgproxyError as exc:

@@ -32,16 +32,20 @@ class OutputFormat:
 
 
 #: AVIF's scale is harsher than JPEG's: q55 AVIF looks about like q82 JPEG at
-#: half the bytes. Effort 2 against libvips' default 4: 0.16 s and 46.9 KB
-#: against 0.76 s and 43.7 KB for a 22 MP JPEG to 1200 px.
+#: half the bytes. JPEG and AVIF are 4:2:0 at every quality (libvips' "auto"
+#: turns JPEG subsampling off at q >= 90); a preset's ``chroma = "444"`` turns
+#: it off. AVIF's effort here is the default of ``IMGPROXY_AVIF_EFFORT``. The
+#: measurements behind each setting are in the README's encoder table.
 OUTPUTS: Mapping[str, OutputFormat] = MappingProxyType({
     f.ext: f for f in (
         OutputFormat("webp", "image/webp", 80, alpha=True, animates=True,
                      saver="webpsave_buffer", options={"effort": 4}),
         OutputFormat("avif", "image/avif", 55, alpha=True, animates=False,
-                     saver="heifsave_buffer", options={"compression": "av1", "effort": 2, "bitdepth": 8}),
+                     saver="heifsave_buffer", options={"compression": "av1", "effort": 2, "bitdepth": 8,
+                                                        "subsample_mode": "on"}),
         OutputFormat("jpg", "image/jpeg", 82, alpha=False, animates=False,
-                     saver="jpegsave_buffer", options={"optimize_coding": True, "interlace": True}),
+                     saver="jpegsave_buffer", options={"optimize_coding": True, "interlace": True,
+                                                        "subsample_mode": "on"}),
         OutputFormat("png", "image/png", 100, alpha=True, animates=False,
                      saver="pngsave_buffer", options={"compression": 6}, lossy=False),
         # GIF: 256 colours per frame, 1-bit alpha; for animations that must play everywhere.

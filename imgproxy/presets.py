@@ -12,6 +12,13 @@ output, and is stable as the preset format grows:
 
 So adding a field with a default, or a new output format, changes no digest
 and re-renders nothing; ``tests/test_presets.py`` pins digests to prove it.
+
+Fields that came later: ``chroma`` (``"420"``, the default, or ``"444"`` for
+graphics and text whose colour edges matter; JPEG and AVIF) and
+``auto_target``, the luma SSIM an ``"auto"`` quality must reach (filled in with
+:data:`DEFAULT_AUTO_TARGET` when a quality is ``"auto"``, so the target in
+force is always hashed). Encoder speed (AVIF effort) is a server setting, not
+part of a preset: see the README's encoder table.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ from .formats import FORMATS, OUTPUTS
 
 #: Quality used for a format the preset does not mention.
 DEFAULT_QUALITY = MappingProxyType({f.ext: f.quality for f in OUTPUTS.values()})
+#: The luma SSIM an ``"auto"`` quality must reach when the preset names none.
+DEFAULT_AUTO_TARGET = 0.96
+AUTO = "auto"
+CHROMA = ("420", "444")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: Not preset names: a metadata URL's signature (``meta/<id>``) must never sign a variant.
 RESERVED = frozenset({"meta"})
@@ -52,7 +63,9 @@ class Preset:
     enlarge: bool = False
     strip: bool = True
     # A plain dict (mapping proxies do not pickle to worker processes); never mutated.
-    quality: Mapping[str, int] = field(default_factory=dict)
+    quality: Mapping[str, int | str] = field(default_factory=dict)  # a number, or "auto"
+    chroma: str = "420"  # chroma subsampling of JPEG and AVIF: "420" or "444"
+    auto_target: float | None = None  # luma SSIM for "auto" qualities; set when one is "auto"
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -72,10 +85,23 @@ class Preset:
         if unknown:
             raise PresetError(f"preset {self.name!r}: quality for unknown format {sorted(unknown)}")
         for fmt, q in self.quality.items():
+            if q == AUTO and OUTPUTS[fmt].lossy:
+                continue
             if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100:
-                raise PresetError(f"preset {self.name!r}: quality.{fmt} must be 1..100")
+                raise PresetError(f"preset {self.name!r}: quality.{fmt} must be 1..100"
+                                  + (" or 'auto'" if OUTPUTS[fmt].lossy else ""))
+        if self.chroma not in CHROMA:
+            raise PresetError(f"preset {self.name!r}: chroma must be '420' or '444'")
         merged = {**DEFAULT_QUALITY, **self.quality}
         object.__setattr__(self, "quality", merged)
+        target = self.auto_target
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)
+                                   or not 0.5 <= target < 1):
+            raise PresetError(f"preset {self.name!r}: auto_target must be a number in 0.5..0.999")
+        if AUTO in merged.values():
+            object.__setattr__(self, "auto_target", float(target or DEFAULT_AUTO_TARGET))
+        elif target is not None:
+            raise PresetError(f"preset {self.name!r}: auto_target needs a quality set to 'auto'")
         object.__setattr__(self, "digest", _digest(self))
 
     digest: str = field(init=False, default="", compare=False)
@@ -103,7 +129,7 @@ def parse_presets(doc: Mapping[str, object]) -> dict[str, Preset]:
     for name, body in doc.items():
         if not isinstance(body, dict):
             raise PresetError(f"preset {name!r}: expected a table")
-        known = {"width", "height", "fit", "enlarge", "strip", "quality"}
+        known = {"width", "height", "fit", "enlarge", "strip", "quality", "chroma", "auto_target"}
         extra = set(body) - known
         if extra:
             raise PresetError(f"preset {name!r}: unknown keys {sorted(extra)}")
@@ -114,6 +140,9 @@ def parse_presets(doc: Mapping[str, object]) -> dict[str, Preset]:
         if isinstance(quality, int) and not isinstance(quality, bool):
             # One number sets every lossy format; AVIF keeps its own scale.
             quality = {"webp": quality, "jpg": quality}
+        elif quality == AUTO:
+            # "auto" is measured on one scale (SSIM), so it sets AVIF too.
+            quality = {f.ext: AUTO for f in OUTPUTS.values() if f.lossy}
         if not isinstance(quality, dict):
             raise PresetError(f"preset {name!r}: quality must be a number or a table")
         presets[name] = Preset(name=name, quality=quality, **options)

@@ -109,5 +109,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         renderer = await open_renderer(s)
         stack.push_async_callback(renderer.aclose)
         memory = memory_tier(s.memory_cache_mb * 1024 * 1024)
-        variants = VariantService(originals, store, memory, renderer, limits(s))
+        variants = VariantService(originals, store, memory, renderer, limits(s),
+                                  avif_effort=s.avif_effort, avif_eager_effort=s.avif_eager_effort)
         yield Services(s, presets, keys, originals, store, renderer, variants, clients)

@@ -105,6 +105,8 @@ class VariantService:
     renderer: Renderer
     limits: Limits
     failed: FailedOriginals = field(default_factory=FailedOriginals)
+    avif_effort: int | None = None  # IMGPROXY_AVIF_EFFORT; not in the key (README: "AVIF effort")
+    avif_eager_effort: int | None = None  # IMGPROXY_AVIF_EAGER_EFFORT: fan-out jobs nobody waits for
 
     def __post_init__(self) -> None:
         self._flight: SingleFlight[Timed] = SingleFlight()
@@ -120,7 +122,7 @@ class VariantService:
         """``get``, plus the render's :class:`Timings` for the request that rendered."""
 
         async def render(original: Original, timings: Timings) -> tuple[bytes, dict[str, str]]:
-            job = RenderJob(original.source, preset, request.fmt, self.limits)
+            job = RenderJob(original.source, preset, request.fmt, self.limits, self.avif_effort)
             rendered = cast(Rendered, await self._run(job, timings))
             RENDER_SECONDS.labels(request.fmt).observe(timings.render)
             RENDERS.labels(preset.name, request.fmt).inc()

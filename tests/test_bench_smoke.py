@@ -41,6 +41,9 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
         row = results["formats"][name]
         assert row["available"] and row["requests"] > 0 and row["errors"] == 0, (name, row)
         assert set(row["tiers"]) == {"render"}, row
+    encoding = results["encoding"]
+    assert set(encoding["auto"]) == {"jpg", "webp", "avif"} and set(encoding["avif_effort"]) == {"2", "3", "4"}
+    assert all(s["met"] == s["count"] for a in encoding["auto"].values() for s in a["summary"].values())
     cases = {row["case"] for row in results["ratios"]["targets"]}
     assert "miss webp: ours ÷ bare pyvips" in cases
     assert (tmp_path / "BENCHMARKS.md").read_text().startswith("# Benchmarks")

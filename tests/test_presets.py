@@ -93,3 +93,30 @@ def test_a_new_field_at_its_default_changes_no_digest():
     assert Grown("a", 300, 300).digest == Preset("a", 300, 300).digest
     assert Grown("a", 300, 300, gravity="attention").digest != Preset("a", 300, 300).digest
     assert module.FORMATS[:4] == ("webp", "avif", "jpg", "png")
+
+
+def test_encoding_fields_change_the_digest_only_when_they_change_the_output():
+    from imgproxy.presets import DEFAULT_AUTO_TARGET
+
+    base = Preset("a", 300, 300)
+    assert Preset("a", 300, 300, chroma="420").digest == base.digest  # the default: same bytes
+    assert Preset("a", 300, 300, chroma="444").digest != base.digest
+    auto = Preset("a", 300, 300, quality={"webp": "auto"})
+    assert auto.digest != base.digest and auto.auto_target == DEFAULT_AUTO_TARGET
+    # The target in force is hashed, so a later change of the default re-renders auto presets.
+    assert Preset("a", 300, 300, quality={"webp": "auto"}, auto_target=DEFAULT_AUTO_TARGET).digest == auto.digest
+    assert Preset("a", 300, 300, quality={"webp": "auto"}, auto_target=0.98).digest != auto.digest
+    assert Preset("a", 300, 300, quality={"jpg": "auto"}).digest != auto.digest
+    assert base.auto_target is None
+
+
+def test_quality_auto():
+    p = parse_presets({"x": {"width": 10, "height": 10, "quality": "auto", "auto_target": 0.97}})["x"]
+    assert (p.quality["webp"], p.quality["jpg"], p.quality["avif"], p.quality["png"]) == ("auto",) * 3 + (100,)
+    assert p.auto_target == 0.97
+    for body, message in [({"quality": {"png": "auto"}}, "quality.png"),
+                          ({"auto_target": 0.97}, "needs a quality"),
+                          ({"quality": "auto", "auto_target": 1.5}, "auto_target"),
+                          ({"quality": "auto", "auto_target": "high"}, "auto_target")]:
+        with pytest.raises(PresetError, match=message):
+            parse_presets({"x": {"width": 10, "height": 10, **body}})

@@ -41,6 +41,7 @@ class RenderJob:
     preset: Preset
     fmt: str
     limits: Limits
+    avif_effort: int | None = None  # None: the format's own (formats.py)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class FanoutJob:
     source: Source
     targets: tuple[tuple[Preset, str], ...]  # (preset, format) pairs
     limits: Limits
+    avif_effort: int | None = None  # eager renders may spend more (IMGPROXY_AVIF_EAGER_EFFORT)
 
 
 @dataclass(frozen=True)

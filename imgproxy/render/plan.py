@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from ..errors import TooLarge
 from ..formats import ANIMATED_LOADERS, OUTPUTS
-from ..presets import Preset
+from ..presets import AUTO, Preset
+from .autoquality import LADDERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +43,17 @@ class Plan:
     crop: bool
     enlarge: bool
     fmt: str
-    quality: int
+    quality: int  # Q; with a target, the highest Q the per-image search may pick
     strip: bool
     frames: int  # frames to decode: 1, or all of an animation
     flatten: bool  # the output has no alpha channel
+    chroma: str = "420"  # JPEG and AVIF chroma subsampling: "420" or "444"
+    target: float | None = None  # quality "auto": the luma SSIM the output must reach
+    effort: int | None = None  # encoder effort instead of the format's own (AVIF)
 
 
-def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits) -> Plan:
+def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits,
+              avif_effort: int | None = None) -> Plan:
     output = OUTPUTS[fmt]
     animate = header.frames > 1 and header.loader in ANIMATED_LOADERS and output.animates
     frames = header.frames if animate else 1
@@ -70,16 +75,22 @@ def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits) -> Plan:
             f"the limit is {limits.max_output_pixels}",
             limit="max_output_pixels",
         )
+    quality = preset.quality[fmt]
+    # An animation gets the format's default quality: a search would encode every frame each step.
+    auto = quality == AUTO and frames == 1
     return Plan(
         width=preset.width,
         height=preset.height,
         crop=preset.fit == "cover",
         enlarge=preset.enlarge,
         fmt=fmt,
-        quality=preset.quality[fmt],
+        quality=int(quality) if quality != AUTO else LADDERS[fmt][-1] if auto else output.quality,
         strip=preset.strip,
         frames=frames,
         flatten=not output.alpha,
+        chroma=preset.chroma,
+        target=preset.auto_target if auto else None,
+        effort=avif_effort if fmt == "avif" else None,
     )
 
 
