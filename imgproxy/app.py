@@ -22,9 +22,11 @@ from starlette.routing import Route
 
 from .config import Settings, load_settings
 from .errors import ImgproxyError, Unavailable
+from .ingest import Ingest
 from .metrics import exposition
 from .services import Services, open_services
 from .web.endpoint import VariantEndpoint
+from .web.ingest import IngestEndpoint
 from .web.responses import Receive, Scope, Send, send_error
 
 log = logging.getLogger("imgproxy")
@@ -41,6 +43,7 @@ class App:
         self.settings = settings
         self.services: Services | None = None
         self.endpoint: VariantEndpoint | None = None
+        self.ingest: IngestEndpoint | None = None
         self._health: tuple[float, Response] | None = None
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics)],
@@ -54,6 +57,12 @@ class App:
                 return
             await self.endpoint(scope, receive, send)
             return
+        if scope["type"] == "http" and scope["path"].startswith("/o/") and scope["method"] == "PUT":
+            if self.ingest is None:
+                await send_error(send, Unavailable("server is starting", retry_after=1))
+                return
+            await self.ingest(scope, receive, send)
+            return
         await self.starlette(scope, receive, send)
 
     @asynccontextmanager
@@ -61,6 +70,8 @@ class App:
         async with open_services(self.settings) as services:
             self.services = services
             self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants)
+            uploads = _uploads(services)
+            self.ingest = IngestEndpoint(self.settings.ingest_tokens, uploads)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",
                      len(services.presets), self.settings.originals, self.settings.variants)
             try:
@@ -68,8 +79,12 @@ class App:
             finally:
                 # Shutdown. 1. uvicorn has stopped accepting and 2. drained the
                 # requests in flight; 3. new /v/ requests get 503 from here on;
-                # 4. open_services closes the renderer, the stores, the clients.
+                # 4. background eager renders of uploads finish; 5. open_services
+                # closes the renderer, the stores, the clients.
                 self.endpoint = None
+                self.ingest = None
+                if uploads is not None:
+                    await uploads.drain()
                 self.services = None
 
     async def healthz(self, request: Request) -> Response:
@@ -98,6 +113,19 @@ class App:
     async def metrics(self, request: Request) -> Response:
         body, content_type = exposition()
         return Response(body, media_type=content_type, headers={"cache-control": "no-store"})
+
+
+def _uploads(services: Services) -> Ingest | None:
+    """Ingest over the originals store, when uploads are on and the store can take them."""
+    if not services.settings.ingest_tokens:
+        return None
+    try:
+        uploads = Ingest(services)
+    except ImgproxyError as exc:
+        log.warning("uploads are off: %s", exc.detail)
+        return None
+    uploads.targets(None)  # an unknown preset in IMGPROXY_INGEST_RENDER stops start-up
+    return uploads
 
 
 def create_app(settings: Settings | None = None) -> App:

@@ -12,12 +12,12 @@ PACKAGE = ROOT / "imgproxy"
 
 #: Top-level module or package under imgproxy/ -> layer; higher may import lower.
 LAYERS = {
-    "web": 4, "app": 4, "cli": 4, "warm": 4, "demo": 4, "__main__": 4, "consume": 4, "progress": 4, "ops": 4,
-    "services": 3, "variants": 3, "fanout": 3,
+    "web": 4, "app": 4, "cli": 4, "warm": 4, "demo": 4, "__main__": 4, "consume": 4, "progress": 4, "ops": 4, "put": 4,
+    "services": 3, "variants": 3, "fanout": 3, "ingest": 3,
     "cache": 2, "stores": 2, "workers": 2, "clients": 2, "queue": 2,
     "render": 1,
     "errors": 0, "formats": 0, "presets": 0, "config": 0, "signing": 0, "urls": 0,
-    "caching": 0, "keys": 0, "metrics": 0, "__init__": 0,
+    "caching": 0, "keys": 0, "metrics": 0, "sniff": 0, "__init__": 0,
 }
 NOT_IN_RENDER = {"starlette", "uvicorn", "httpx", "httpcore", "aioboto3", "botocore", "aiohttp", "anyio"}
 

@@ -97,6 +97,9 @@ class OriginalFiles(Protocol):
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (and its recorded hash); False if it was not there."""
 
+    async def locate(self, id: str) -> str | None:
+        """The key the original ``id`` is stored under (``<id>`` or ``<id>.<ext>``), or None."""
+
 
 class VariantStore(Protocol):
     async def get(self, key: str) -> Blob | None: ...

@@ -159,6 +159,17 @@ class LocalOriginals:
             raise
         return None
 
+    async def locate(self, id: str) -> str | None:
+        """The key ``id`` is stored under (``<id>`` or ``<id>.<ext>``), or None."""
+        return await anyio.to_thread.run_sync(self._key_of, id)
+
+    def _key_of(self, id: str) -> str | None:
+        base = self.root / id
+        for suffix in _CANDIDATE_SUFFIXES:
+            if base.with_name(base.name + suffix).is_file():
+                return f"{id}{suffix}"
+        return None
+
     async def delete(self, key: str) -> bool:
         path = self._path(key)
         _hash_file(path).unlink(missing_ok=True)

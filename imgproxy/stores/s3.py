@@ -172,6 +172,15 @@ class S3Originals:
             raise
         return str(result["ETag"]).strip('"')
 
+    async def locate(self, id: str) -> str | None:
+        """The key (below the prefix) ``id`` is stored under, or None: a HEAD, then a listing."""
+        if await self.stat(id) is not None:
+            return id
+        try:
+            return (await self._resolve(id))[len(self.prefix):]
+        except NotFound:
+            return None
+
     async def delete(self, key: str) -> bool:
         if await self.stat(key) is None:
             return False
