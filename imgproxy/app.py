@@ -69,7 +69,8 @@ class App:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with open_services(self.settings) as services:
             self.services = services
-            self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants)
+            self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants,
+                                            self.settings.not_found_ttl)
             uploads = _uploads(services)
             self.ingest = IngestEndpoint(self.settings.ingest_tokens, uploads)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",

@@ -71,6 +71,7 @@ class Settings:
     http_allow_private: bool = setting(False, "allow HTTP origins on loopback and private (RFC 1918, ULA) addresses, for development; link-local and cloud metadata addresses are always refused")
     warm_presets: str = setting("thumbnail,preview,web", "comma-separated presets that imgproxy warm and imgproxy consume render when a job names none (S3 upload events never do)")
     warm_formats: str = setting("webp,avif", "comma-separated formats that imgproxy warm and imgproxy consume render when a job names none")
+    not_found_ttl: int = setting(5, "seconds a 404 for a missing original or unknown preset may be kept by browsers and CDNs; short, so an image asked for just before its upload finished heals fast")
     ingest_tokens: tuple[str, ...] = setting((), "comma-separated bearer tokens for PUT /o/<id> uploads; ingest is off when none is set", secret=True)
     ingest_render: str = setting("thumbnail,web", "comma-separated presets an upload renders at once when it names none (?render=); 'none' for none")
     sqs_endpoint_url: str = setting("", "SQS-compatible endpoint for imgproxy warm --enqueue and imgproxy consume (ElasticMQ, moto); empty means AWS")
@@ -88,6 +89,7 @@ class Settings:
         check(self.render_threads >= 0, "render_threads", "must be >= 0")
         check(self.render_queue >= 0, "render_queue", "must be >= 0")
         check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
+        check(self.not_found_ttl >= 0, "not_found_ttl", "must be >= 0")
         for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
                      "max_svg_elements", "worker_memory_mb", "worker_cpu_seconds",
                      "s3_max_attempts", "s3_max_connections"):

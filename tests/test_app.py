@@ -116,7 +116,7 @@ def test_traversal_ids_are_4xx(photo, path):
 def test_unknown_preset_and_missing_original_are_404(photo):
     r = photo.get(photo.url("nope", "photos/42", "webp"))
     assert error(r, 404)["detail"].startswith("unknown preset")
-    assert r.headers["cache-control"] == "public, max-age=60"
+    assert r.headers["cache-control"] == "public, max-age=5"
     error(photo.get(photo.url("thumbnail", "photos/43", "webp")), 404)
 
 

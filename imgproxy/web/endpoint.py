@@ -33,8 +33,10 @@ VERIFIED_URLS = 65536
 
 
 class VariantEndpoint:
-    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService) -> None:
+    def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService,
+                 not_found_ttl: int = 60) -> None:
         self.keys = tuple(keys)
+        self.not_found_ttl = not_found_ttl  # a missing original may be uploaded any moment
         self.presets = presets
         self.variants = variants
         self.headers = VariantHeaders()
@@ -53,7 +55,8 @@ class VariantEndpoint:
             key, blob, tier = await self.variants.get(request, preset)
         except ImgproxyError as exc:
             REQUESTS.labels(exc.error).inc()
-            await send_error(send, exc, head=method == "HEAD")
+            ttl = self.not_found_ttl if isinstance(exc, NotFound) else None
+            await send_error(send, exc, head=method == "HEAD", max_age=ttl)
             return
         except Exception:  # a bug, not bad input: say so, keep serving
             log.exception("unhandled error (category: bug) for %s", scope.get("path"))
