@@ -26,11 +26,13 @@ from starlette.routing import Route
 
 from .config import Settings, load_settings
 from .errors import ImgproxyError, Unavailable
+from .ingest import Ingest
 from .metrics import exposition
 from .services import Services, open_services
 from .web import gallery, ready
 from .web.endpoint import VariantEndpoint
 from .web.errors import exception_handlers
+from .web.ingest import IngestEndpoint
 from .web.logs import RequestLog, log_format
 from .web.meta import MetaEndpoint
 from .web.originals import OriginalsEndpoint
@@ -52,6 +54,7 @@ class App:
         self.endpoint: VariantEndpoint | None = None
         self.meta: MetaEndpoint | None = None
         self.originals: OriginalsEndpoint | None = None
+        self.ingest: IngestEndpoint | None = None
         self._health: tuple[float, Response] | None = None
         self._ready: tuple[float, Response] | None = None
         routes = [Route("/healthz", self.healthz), Route("/readyz", self.readyz), Route("/metrics", self.metrics)]
@@ -78,6 +81,9 @@ class App:
         if scope["type"] == "http" and scope["path"].startswith("/o/") and scope["method"] in ("GET", "HEAD"):
             await (self.originals or _starting)(scope, receive, send)
             return
+        if scope["type"] == "http" and scope["path"].startswith("/o/") and scope["method"] == "PUT":
+            await (self.ingest or _starting)(scope, receive, send)
+            return
         await self.starlette(scope, receive, send)
 
     @asynccontextmanager
@@ -89,6 +95,8 @@ class App:
                                             auto=services.settings.auto_format)
             self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps)
             self.originals = OriginalsEndpoint(services.keys, services.originals)
+            uploads = _uploads(services)
+            self.ingest = IngestEndpoint(self.settings.ingest_tokens, uploads)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",
                      len(services.presets), self.settings.originals, self.settings.variants)
             try:
@@ -96,8 +104,11 @@ class App:
             finally:
                 # Shutdown. 1. uvicorn has stopped accepting and 2. drained the
                 # requests in flight; 3. new /v/ requests get 503 from here on;
-                # 4. open_services closes the renderer, the stores, the clients.
-                self.endpoint = self.meta = self.originals = None
+                # 4. background eager renders of uploads finish; 5. open_services
+                # closes the renderer, the stores, the clients.
+                self.endpoint = self.meta = self.originals = self.ingest = None
+                if uploads is not None:
+                    await uploads.drain()
                 self.services = None
                 self._asgi.lines.flush()
 
@@ -149,6 +160,19 @@ class App:
 
 async def _starting(scope: Scope, receive: Receive, send: Send) -> None:
     await send_error(send, Unavailable("server is starting", retry_after=1))
+
+
+def _uploads(services: Services) -> Ingest | None:
+    """Ingest over the originals store, when uploads are on and the store can take them."""
+    if not services.settings.ingest_tokens:
+        return None
+    try:
+        uploads = Ingest(services)
+    except ImgproxyError as exc:
+        log.warning("uploads are off: %s", exc.detail)
+        return None
+    uploads.targets(None)  # an unknown preset in IMGPROXY_INGEST_RENDER stops start-up
+    return uploads
 
 
 def create_app(settings: Settings | None = None) -> App:

@@ -1,4 +1,4 @@
-"""The ``imgproxy`` command: serve, sign, warm, consume, info, doctor; copy, purge, gc, du (:mod:`imgproxy.ops`).
+"""The ``imgproxy`` command: serve, sign, warm, consume, put, info, doctor; copy, purge, gc, du (:mod:`imgproxy.ops`).
 
 ``serve`` takes every setting as an option (``--max-source-bytes`` and so on),
 derived from :class:`imgproxy.config.Settings`; nothing is declared twice.
@@ -188,6 +188,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
     return consume(args)
 
 
+def cmd_put(args: argparse.Namespace) -> int:
+    from .put import put
+
+    return put(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imgproxy", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=__version__)
@@ -235,7 +241,21 @@ def parser() -> argparse.ArgumentParser:
                          help="serve Prometheus metrics on IMGPROXY_HOST:P")
     consume.set_defaults(func=cmd_consume)
 
-    info = sub.add_parser("info", help="print settings, presets and the libvips version; with ID, its metadata")
+    put = sub.add_parser("put", help="upload originals: validated, stored, rendered (here or --via a server)")
+    put.add_argument("files", nargs="+", metavar="FILE")
+    ids = put.add_mutually_exclusive_group()
+    ids.add_argument("--id", help="the id of the one file (default: its name without extension)")
+    ids.add_argument("--prefix", help="ids are this plus each file's name without extension, e.g. gallery/42/")
+    put.add_argument("--render", help="presets to render now, comma-separated, 'none' for none "
+                                      "(default: IMGPROXY_INGEST_RENDER)")
+    put.add_argument("--replace", action="store_true", help="store other bytes under a new version id (see README)")
+    put.add_argument("--via", metavar="URL", help="upload through this server instead of straight into the store")
+    put.add_argument("--token-env", metavar="NAME", help="variable holding the token (default: IMGPROXY_INGEST_TOKENS)")
+    put.add_argument("--base-url", default="", help="base of the variant URLs printed (local mode)")
+    put.add_argument("--json", action="store_true", help="one JSON object per file")
+    put.set_defaults(func=cmd_put)
+
+    info = sub.add_parser("info", help="settings, presets, libvips version, formats; with ID, its metadata")
     info.add_argument("id", nargs="?", help="print this original's metadata document instead")
     info.set_defaults(func=cmd_info)
 

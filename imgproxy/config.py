@@ -79,6 +79,8 @@ class Settings:
     warm_presets: str = setting("thumbnail,preview,web", "comma-separated presets that imgproxy warm and imgproxy consume render when a job names none (S3 upload events never do)")
     warm_formats: str = setting("webp,avif", "comma-separated formats that imgproxy warm and imgproxy consume render when a job names none")
     meta_gps: bool = setting(False, "include GPS latitude, longitude and altitude in /meta/ documents (location is personal data)")
+    ingest_tokens: tuple[str, ...] = setting((), "comma-separated bearer tokens for PUT /o/<id> uploads; ingest is off when none is set", secret=True)
+    ingest_render: str = setting("thumbnail,web", "comma-separated presets an upload renders at once when it names none (?render=); 'none' for none")
     sqs_endpoint_url: str = setting("", "SQS-compatible endpoint for imgproxy warm --enqueue and imgproxy consume (ElasticMQ, moto); empty means AWS")
 
     def __post_init__(self) -> None:
@@ -132,6 +134,8 @@ class Settings:
                 check(len(key) >= 32, "keys", "production keys must be at least 32 characters")
                 check(key != _read_dev_key(self.dev_key_file), "keys",
                       "production refuses the development key")
+            for token in self.ingest_tokens:
+                check(len(token) >= 32, "ingest_tokens", "production tokens must be at least 32 characters")
 
     @property
     def warm_presets_list(self) -> tuple[str, ...]:
@@ -140,6 +144,10 @@ class Settings:
     @property
     def warm_formats_list(self) -> tuple[str, ...]:
         return _items(self.warm_formats)
+
+    @property
+    def ingest_render_list(self) -> tuple[str, ...]:
+        return tuple(name for name in _items(self.ingest_render) if name != "none")
 
     @property
     def concurrency(self) -> int:

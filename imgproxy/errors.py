@@ -8,6 +8,7 @@ where they enter our code, so handlers only ever see ``ImgproxyError``::
     ├── Forbidden            403  missing or bad signature
     ├── NotFound             404  unknown preset, missing original
     ├── MethodNotAllowed     405  not GET or HEAD
+    ├── Conflict             409  an upload to an id that holds other bytes
     ├── TooLarge             413  source over a byte/pixel/frame limit
     ├── Unsupported          415  source format we cannot read
     ├── Undecodable          422  original cannot be decoded
@@ -64,6 +65,10 @@ class NotFound(ImgproxyError):
 
 class MethodNotAllowed(ImgproxyError):
     status, error, max_age = 405, "method_not_allowed", None
+
+
+class Conflict(ImgproxyError):
+    status, error, max_age = 409, "conflict", None
 
 
 class TooLarge(ImgproxyError):

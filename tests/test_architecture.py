@@ -13,8 +13,8 @@ PACKAGE = ROOT / "imgproxy"
 #: Top-level module or package under imgproxy/ -> layer; higher may import lower.
 LAYERS = {
     "web": 4, "app": 4, "cli": 4, "warm": 4, "demo": 4, "doctor": 4, "__main__": 4, "consume": 4, "progress": 4,
-    "ops": 4,
-    "services": 3, "variants": 3, "fanout": 3,
+    "ops": 4, "put": 4,
+    "services": 3, "variants": 3, "fanout": 3, "ingest": 3,
     "cache": 2, "stores": 2, "workers": 2, "clients": 2, "queue": 2,
     "render": 1,
     "errors": 0, "formats": 0, "presets": 0, "config": 0, "signing": 0, "urls": 0,

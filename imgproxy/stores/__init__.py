@@ -73,6 +73,7 @@ class ObjectStat:
 
     size: int
     etag: str | None  # S3's ETag, unquoted; None where the store keeps no hash (local files)
+    sha256: str | None = None  # hex, where one was recorded on write (ingest does)
 
 
 class OriginalFiles(Protocol):
@@ -87,9 +88,18 @@ class OriginalFiles(Protocol):
     def read(self, key: str) -> AsyncGenerator[bytes, None]:
         """``key``'s bytes in chunks, never all at once; raises NotFound."""
 
-    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
+    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int, *,
+                    sha256: str | None = None, exclusive: bool = False) -> str | None:
         """Store ``size`` bytes as ``key`` atomically, replacing what is there, holding
-        at most one part in memory; the new object's ETag where the store has one."""
+        at most one part in memory; the new object's ETag where the store has one.
+        ``sha256`` is recorded beside it (S3 metadata, a local dot-file); with
+        ``exclusive`` an existing ``key`` is never replaced (raises Conflict)."""
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key`` (and its recorded hash); False if it was not there."""
+
+    async def find_key(self, id: str) -> str | None:
+        """The key the original ``id`` is stored under (``<id>`` or ``<id>.<ext>``), or None."""
 
 
 @dataclass(frozen=True, slots=True)

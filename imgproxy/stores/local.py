@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import anyio
 
-from ..errors import BadRequest, ImgproxyError, NotFound, TooLarge, Unavailable
+from ..errors import BadRequest, Conflict, ImgproxyError, NotFound, TooLarge, Unavailable
 from ..metrics import LEASES, STORE_ERRORS
 from ..render import Source
 from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, file_path
@@ -110,12 +110,13 @@ class LocalOriginals:
 
     async def stat(self, key: str) -> ObjectStat | None:
         try:
-            st = await anyio.to_thread.run_sync(self._path(key).stat)
+            path = self._path(key)
+            st = await anyio.to_thread.run_sync(path.stat)
         except (FileNotFoundError, NotADirectoryError, NotFound):
             return None
         except OSError as exc:
             raise _os_error(exc, "originals") from None
-        return ObjectStat(st.st_size, None)
+        return ObjectStat(st.st_size, None, await anyio.to_thread.run_sync(_recorded_hash, path, st))
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         try:
@@ -156,8 +157,12 @@ class LocalOriginals:
     async def locate(self, id: str) -> Located:
         return await anyio.to_thread.run_sync(self._locate, id)
 
-    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
-        """Temp file in the target folder, fsync, rename over the old file."""
+    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int, *,
+                    sha256: str | None = None, exclusive: bool = False) -> str | None:
+        """Temp file in the target folder, fsync, rename over the old file (or,
+        ``exclusive``, link into place, which fails if the key exists). The hash
+        goes to the dot-file ``.<name>.sha256`` beside it, with the file's size
+        and mtime, so a file changed behind our back is never vouched for."""
         final = self._path(key)
         await anyio.to_thread.run_sync(lambda: final.parent.mkdir(parents=True, exist_ok=True))
         tmp = final.parent / f".tmp-{secrets.token_hex(8)}"
@@ -167,7 +172,15 @@ class LocalOriginals:
                 async for chunk in chunks:
                     await anyio.to_thread.run_sync(f.write, chunk)
                 await anyio.to_thread.run_sync(_flush, f)
-            await anyio.to_thread.run_sync(os.replace, tmp, final)
+            if exclusive:
+                await anyio.to_thread.run_sync(_link_new, tmp, final)
+                tmp.unlink()
+            else:
+                await anyio.to_thread.run_sync(os.replace, tmp, final)
+            if sha256 is not None:
+                await anyio.to_thread.run_sync(_record_hash, final, sha256)
+            else:
+                _hash_file(final).unlink(missing_ok=True)
             await anyio.to_thread.run_sync(_fsync_dir, final.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -177,6 +190,26 @@ class LocalOriginals:
     async def check(self) -> None:
         """Unavailable unless the folder exists and can be listed (readiness)."""
         _check_folder(self.root, "originals", os.R_OK | os.X_OK)
+
+    async def find_key(self, id: str) -> str | None:
+        """The key ``id`` is stored under (``<id>`` or ``<id>.<ext>``), or None."""
+        return await anyio.to_thread.run_sync(self._key_of, id)
+
+    def _key_of(self, id: str) -> str | None:
+        base = self.root / id
+        for suffix in _CANDIDATE_SUFFIXES:
+            if base.with_name(base.name + suffix).is_file():
+                return f"{id}{suffix}"
+        return None
+
+    async def delete(self, key: str) -> bool:
+        path = self._path(key)
+        _hash_file(path).unlink(missing_ok=True)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     async def aclose(self) -> None:
         pass
@@ -330,6 +363,34 @@ def _walk(root: Path, prefix: str) -> list[tuple[str, int]]:
             except OSError:
                 continue  # gone meanwhile
     return found
+
+
+def _link_new(tmp: Path, final: Path) -> None:
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise Conflict(f"{final.name} exists") from None
+
+
+def _hash_file(path: Path) -> Path:
+    return path.with_name(f".{path.name}.sha256")
+
+
+def _record_hash(path: Path, sha256: str) -> None:
+    """``<sha256> <size> <mtime_ns>`` in ``.<name>.sha256``, written atomically."""
+    st = path.stat()
+    tmp = path.with_name(f".tmp-{secrets.token_hex(8)}")
+    tmp.write_text(f"{sha256} {st.st_size} {st.st_mtime_ns}\n")
+    os.replace(tmp, _hash_file(path))
+
+
+def _recorded_hash(path: Path, st: os.stat_result) -> str | None:
+    """The recorded hash, if it was recorded for the file as it is now."""
+    try:
+        digest, size, mtime = _hash_file(path).read_text().split()
+    except (OSError, ValueError):
+        return None
+    return digest if (int(size), int(mtime)) == (st.st_size, st.st_mtime_ns) else None
 
 
 def _flush(f: BinaryIO) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -19,7 +20,7 @@ from botocore.exceptions import ClientError
 from cachetools import LRUCache
 
 from ..caching import IMMUTABLE
-from ..errors import ImgproxyError, NotFound, TooLarge
+from ..errors import Conflict, ImgproxyError, NotFound, TooLarge
 from ..formats import mime_of
 from ..render import Source
 from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, download_deadline, read_capped
@@ -123,7 +124,8 @@ class S3Originals:
                 head = await self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         except NotFound:
             return None
-        return ObjectStat(int(head["ContentLength"]), str(head["ETag"]).strip('"'))
+        return ObjectStat(int(head["ContentLength"]), str(head["ETag"]).strip('"'),
+                          head.get("Metadata", {}).get("sha256"))
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         span = {} if start == 0 and end is None else {"Range": f"bytes={start}-{'' if end is None else end}"}
@@ -151,18 +153,24 @@ class S3Originals:
                            mtime.timestamp() if mtime is not None else None)
         raise NotFound("no such original")
 
-    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int) -> str | None:
+    async def write(self, key: str, chunks: AsyncIterable[bytes], size: int, *,
+                    sha256: str | None = None, exclusive: bool = False) -> str | None:
         """One PUT up to :data:`PART_SIZE`, else a multipart upload of such parts
-        (aborted on any failure, so no half object is ever visible)."""
-        target = {"Bucket": self.bucket, "Key": self.prefix + key}
+        (aborted on any failure, so no half object is ever visible). The hash is
+        the object's ``sha256`` metadata; ``exclusive`` writes with
+        ``If-None-Match: *`` (the PUT, or the multipart upload's completion)."""
+        target: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + key}
         kind = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        meta = {"Metadata": {"sha256": sha256}} if sha256 is not None else {}
+        condition = {"IfNoneMatch": "*"} if exclusive else {}
         parts = _parts(chunks, PART_SIZE)
         if size <= PART_SIZE:
             body = b"".join([part async for part in parts])
-            with mapped("put"):
-                return str((await self.client.put_object(**target, Body=body, ContentType=kind))["ETag"]).strip('"')
+            with mapped("put"), _refused_if_exists(key):
+                sent = await self.client.put_object(**target, Body=body, ContentType=kind, **meta, **condition)
+            return str(sent["ETag"]).strip('"')
         with mapped("put"):
-            upload = (await self.client.create_multipart_upload(**target, ContentType=kind))["UploadId"]
+            upload = (await self.client.create_multipart_upload(**target, ContentType=kind, **meta))["UploadId"]
         try:
             done: list[dict[str, object]] = []
             async for part in parts:
@@ -170,9 +178,9 @@ class S3Originals:
                     sent = await self.client.upload_part(**target, UploadId=upload, PartNumber=len(done) + 1,
                                                          Body=part)
                 done.append({"PartNumber": len(done) + 1, "ETag": sent["ETag"]})
-            with mapped("put"):
+            with mapped("put"), _refused_if_exists(key):
                 result = await self.client.complete_multipart_upload(**target, UploadId=upload,
-                                                                     MultipartUpload={"Parts": done})
+                                                                     MultipartUpload={"Parts": done}, **condition)
         except BaseException:
             with anyio.CancelScope(shield=True):  # abort even when cancelled
                 try:
@@ -183,8 +191,35 @@ class S3Originals:
             raise
         return str(result["ETag"]).strip('"')
 
+    async def find_key(self, id: str) -> str | None:
+        """The key (below the prefix) ``id`` is stored under, or None: a HEAD, then a listing."""
+        if await self.stat(id) is not None:
+            return id
+        try:
+            return (await self._resolve(id))[len(self.prefix):]
+        except NotFound:
+            return None
+
+    async def delete(self, key: str) -> bool:
+        if await self.stat(key) is None:
+            return False
+        with mapped("delete"):
+            await self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        return True
+
     async def aclose(self) -> None:
         pass  # the client belongs to the lifespan
+
+
+@contextmanager
+def _refused_if_exists(key: str) -> Iterator[None]:
+    """A lost ``If-None-Match: *`` write: the key exists (or is being written)."""
+    try:
+        yield
+    except ClientError as exc:
+        if lost_race(exc):
+            raise Conflict(f"{key} exists") from None
+        raise
 
 
 async def _parts(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
@@ -269,6 +304,7 @@ class S3Variants:
                 raise
         return True
 
+    @asynccontextmanager
     async def lease(self, key: str) -> AsyncIterator[Blob | None]:
         async with self.leases.hold(key, self.get, self.exists) as stored:
             yield stored

@@ -60,11 +60,12 @@ def not_modified_headers(headers: tuple[tuple[bytes, bytes], ...]) -> Headers:
     return [h for h in headers if h[0] in _NOT_MODIFIED]
 
 
-def error_headers(exc: ImgproxyError, length: int) -> Headers:
+def error_headers(exc: ImgproxyError, length: int, max_age: int | None = None) -> Headers:
+    """``max_age``, when given, replaces the error class's own (the 404 TTL setting)."""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(length).encode()),
-        (b"cache-control", for_error(exc.max_age).encode()),
+        (b"cache-control", for_error(exc.max_age if max_age is None else max_age).encode()),
     ]
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(exc.retry_after).encode()))
@@ -73,9 +74,10 @@ def error_headers(exc: ImgproxyError, length: int) -> Headers:
     return headers
 
 
-async def send_error(send: Send, exc: ImgproxyError, head: bool = False) -> None:
+async def send_error(send: Send, exc: ImgproxyError, head: bool = False, max_age: int | None = None) -> None:
     body = json.dumps(exc.body()).encode()
-    await send({"type": "http.response.start", "status": exc.status, "headers": error_headers(exc, len(body))})
+    await send({"type": "http.response.start", "status": exc.status,
+                "headers": error_headers(exc, len(body), max_age)})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
