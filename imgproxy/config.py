@@ -59,6 +59,8 @@ class Settings:
     max_svg_elements: int = setting(100_000, "most elements an SVG may have, counted before librsvg parses it (413 above)")
     render_timeout: float = setting(30.0, "seconds one render may take (504 above)")
     download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
+    originals_budget_mb: int = setting(1024, "MiB that fetched originals (S3, HTTP) may hold at once per process, downloading or waiting for a render (503 with Retry-After above); at least max_source_bytes")
+    spool_dir: str = setting("", "folder where fetched originals wait for their render, streamed in as they arrive; empty means /dev/shm if writable, else the temp folder")
     worker_memory_mb: int = setting(2048, "address-space cap (RLIMIT_AS) of each render worker process, in MiB (process mode)")
     worker_cpu_seconds: int = setting(300, "CPU seconds one render may use in a worker process (SIGXCPU, 422 and a new worker above)")
     s3_endpoint_url: str = setting("", "S3-compatible endpoint (MinIO, R2, Ceph); empty means AWS")
@@ -81,6 +83,8 @@ class Settings:
         check(self.render_threads >= 0, "render_threads", "must be >= 0")
         check(self.render_queue >= 0, "render_queue", "must be >= 0")
         check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
+        check(self.originals_budget_mb * 1024 * 1024 >= self.max_source_bytes, "originals_budget_mb",
+              "must hold at least one original of max_source_bytes")
         for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
                      "max_svg_elements", "worker_memory_mb", "worker_cpu_seconds",
                      "s3_max_attempts", "s3_max_connections"):

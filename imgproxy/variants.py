@@ -24,7 +24,7 @@ from .cache.memory import MemoryTier, NoMemoryTier
 from .errors import ImgproxyError
 from .metrics import RENDER_SECONDS, RENDERS, STORE_ERRORS
 from .presets import Preset
-from .render import Limits, Rendered, RenderJob
+from .render import Limits, Rendered, RenderJob, Source
 from .stores import Blob, OriginalStore, VariantStore
 from .urls import VariantRequest
 from .workers import Renderer
@@ -75,20 +75,27 @@ class VariantService:
                 self.memory.put(key, stored)
                 return key, stored, "store"
             original = await self.originals.fetch(request.id)
-            self.failed.check(original.identity, key)
-            started = time.perf_counter()
             try:
-                rendered = cast(Rendered, await self.renderer.run(
-                    RenderJob(original.source, preset, request.fmt, self.limits)
-                ))
-            except ImgproxyError as exc:
-                self.failed.remember(original.identity, key, exc)
-                raise
-            RENDER_SECONDS.labels(request.fmt).observe(time.perf_counter() - started)
-            RENDERS.labels(preset.name, request.fmt).inc()
+                rendered = await self._run(key, request, preset, original.identity, original.source)
+            finally:
+                original.close()  # a fetched original's spool file and budget, before the put
             blob = await self._put(key, Blob.of(rendered.body, time.time()),
                                    {"preset-digest": preset.digest, "source": original.identity})
             return key, blob, "render"
+
+    async def _run(self, key: str, request: VariantRequest, preset: Preset, identity: str,
+                   source: Source) -> Rendered:
+        """Render, unless this original failed before; remember a failure that is its fault."""
+        self.failed.check(identity, key)
+        started = time.perf_counter()
+        try:
+            rendered = cast(Rendered, await self.renderer.run(RenderJob(source, preset, request.fmt, self.limits)))
+        except ImgproxyError as exc:
+            self.failed.remember(identity, key, exc)
+            raise
+        RENDER_SECONDS.labels(request.fmt).observe(time.perf_counter() - started)
+        RENDERS.labels(preset.name, request.fmt).inc()
+        return rendered
 
     async def _put(self, key: str, blob: Blob, metadata: dict[str, str]) -> Blob:
         """Store a render; the blob every client gets from now on."""
