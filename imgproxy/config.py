@@ -47,6 +47,10 @@ class Settings:
     port: int = setting(8080, "port to listen on")
     workers: int = setting(1, "server processes")
     log_level: str = setting("info", "uvicorn log level")
+    max_header_bytes: int = setting(32768, "most bytes a request's line and headers may have (431 and closed above)")
+    header_timeout: float = setting(10.0, "seconds a client has to send a request's headers, from connecting or from its previous response (then closed)")
+    keep_alive_timeout: int = setting(5, "seconds an idle keep-alive connection stays open")
+    max_connections: int = setting(2048, "connections plus requests in flight per server process; requests beyond it get 503")
     memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
     render_threads: int = setting(0, "concurrent renders per process; 0 means one per CPU core")
     render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
@@ -87,9 +91,10 @@ class Settings:
               "must hold at least one original of max_source_bytes")
         for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
                      "max_svg_elements", "worker_memory_mb", "worker_cpu_seconds",
-                     "s3_max_attempts", "s3_max_connections"):
+                     "s3_max_attempts", "s3_max_connections", "max_header_bytes", "max_connections",
+                     "keep_alive_timeout"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout"):
+        for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout", "header_timeout"):
             check(getattr(self, name) > 0, name, "must be > 0")
         for name in ("originals", "variants"):
             urls = [url.strip() for url in getattr(self, name).split(",")]
