@@ -8,7 +8,8 @@
 The render happens under both the in-process single-flight and the store's
 lease, so it happens once however many requests, processes or machines ask.
 A render that failed because of its input is remembered by the original's
-identity (:mod:`imgproxy.cache.failures`) and answered without decoding again.
+identity (:mod:`imgproxy.cache.failures`) and answered without decoding again;
+a worker crash only once a fresh worker crashed on it too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import cast
 from .cache.failures import FailedOriginals
 from .cache.flight import SingleFlight
 from .cache.memory import MemoryTier, NoMemoryTier
-from .errors import ImgproxyError
+from .errors import ImgproxyError, Undecodable
 from .metrics import RENDER_SECONDS, RENDERS, STORE_ERRORS
 from .presets import Preset
 from .render import Limits, Rendered, RenderJob, Source
@@ -87,9 +88,21 @@ class VariantService:
                    source: Source) -> Rendered:
         """Render, unless this original failed before; remember a failure that is its fault."""
         self.failed.check(identity, key)
+        job = RenderJob(source, preset, request.fmt, self.limits)
         started = time.perf_counter()
         try:
-            rendered = cast(Rendered, await self.renderer.run(RenderJob(source, preset, request.fmt, self.limits)))
+            try:
+                rendered = cast(Rendered, await self.renderer.run(job))
+            except Undecodable as exc:
+                if "signal" not in exc.extra:
+                    raise
+                # A worker died of a crash signal: a decoder bug on this input,
+                # or a signal from outside (another process, an operator)? Only
+                # a second crash in a fresh worker is remembered as the input's.
+                log.warning("render worker crashed (%s) on %s; confirming with a fresh worker",
+                            exc.extra["signal"], key)
+                started = time.perf_counter()
+                rendered = cast(Rendered, await self.renderer.run(job))
         except ImgproxyError as exc:
             self.failed.remember(identity, key, exc)
             raise

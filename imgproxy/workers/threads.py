@@ -22,12 +22,16 @@ class ThreadRenderer(RendererBase):
         return int(self.concurrency - self._limiter.borrowed_tokens)
 
     async def run(self, job: Job) -> Result:
+        started: list[bool] = []
+
+        def run() -> Result:
+            started.append(True)
+            return run_job(job)
+
         try:
             # A thread cannot be killed: on timeout the caller is answered and
             # the thread finishes in the background (process mode kills it).
             with anyio.fail_after(self.timeout):
-                return await anyio.to_thread.run_sync(
-                    run_job, job, limiter=self._limiter, abandon_on_cancel=True
-                )
+                return await anyio.to_thread.run_sync(run, limiter=self._limiter, abandon_on_cancel=True)
         except TimeoutError:
-            raise self.too_slow() from None
+            raise self.too_slow(rendering=bool(started)) from None
