@@ -58,6 +58,7 @@ class Settings:
     vips_concurrency: int = setting(1, "libvips threads per render; parallelism comes from concurrent renders")
     max_source_bytes: int = setting(64 * 1024 * 1024, "largest original accepted, in bytes (413 above)")
     max_source_pixels: int = setting(100_000_000, "largest original accepted, in pixels, read from the header before decoding (413 above)")
+    max_source_side: int = setting(65_535, "largest original accepted, in pixels along either side, read from the header before decoding (413 above)")
     max_frames: int = setting(256, "most animation frames or pages decoded (413 above)")
     max_output_pixels: int = setting(50_000_000, "largest variant rendered, in pixels (413 above)")
     max_svg_elements: int = setting(100_000, "most elements an SVG may have, counted before librsvg parses it (413 above)")
@@ -89,7 +90,7 @@ class Settings:
         check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
         check(self.originals_budget_mb * 1024 * 1024 >= self.max_source_bytes, "originals_budget_mb",
               "must hold at least one original of max_source_bytes")
-        for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
+        for name in ("max_source_bytes", "max_source_pixels", "max_source_side", "max_frames", "max_output_pixels",
                      "max_svg_elements", "worker_memory_mb", "worker_cpu_seconds",
                      "s3_max_attempts", "s3_max_connections", "max_header_bytes", "max_connections",
                      "keep_alive_timeout"):
