@@ -49,3 +49,74 @@ def test_an_original_that_keeps_timing_out_is_answered_at_once(server_factory: C
         assert r.status_code == 504 and "not tried again" in r.json()["detail"]
         assert time.monotonic() - started < 0.5
     assert httpx.get(server.base_url + "/healthz", timeout=10).status_code == 200
+
+
+# --- SVG work (render/svgcost.py) --------------------------------------------------------
+
+SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+       b'width="100" height="100">%s</svg>')
+
+
+def use_nesting(levels: int = 7) -> bytes:
+    """Ten <use> of a group of ten <use> of ...: 10**levels rects in a few hundred bytes."""
+    defs = b'<g id="g0">' + b'<rect width="1" height="1"/>' * 10 + b"</g>"
+    for n in range(1, levels):
+        defs += b'<g id="g%d">' % n + b'<use xlink:href="#g%d"/>' % (n - 1) * 10 + b"</g>"
+    return SVG % (b"<defs>" + defs + b'</defs><use href="#g%d"/>' % (levels - 1))
+
+
+def entity_nesting(levels: int = 6) -> bytes:
+    """Entities of entities of rects: 10**levels elements the bytes never show."""
+    entities = b'<!ENTITY e0 "' + b"<rect width='1' height='1'/>" * 10 + b'">'
+    for n in range(1, levels):
+        entities += b'<!ENTITY e%d "' % n + b"&e%d;" % (n - 1) * 10 + b'">'
+    return (b"<?xml version='1.0'?><!DOCTYPE svg [" + entities + b"]>"
+            + SVG % b"&e%d;" % (levels - 1))
+
+
+def deep_nesting(depth: int = 5000) -> bytes:
+    return SVG % (b"<g>" * depth + b'<rect width="1" height="1"/>' + b"</g>" * depth)
+
+
+def many_filters(n: int = 2000) -> bytes:
+    f = (b'<filter id="f"><feGaussianBlur stdDeviation="30"/><feTurbulence baseFrequency="0.9"/>'
+         b'<feMorphology radius="20"/></filter>')
+    return SVG % (b"<defs>" + f + b"</defs>" + b'<rect width="100" height="100" filter="url(#f)"/>' * n)
+
+
+@pytest.mark.parametrize("make", [use_nesting, entity_nesting, deep_nesting, many_filters])
+def test_svg_work_is_bounded_before_librsvg_parses_it(make: Callable[[], bytes]) -> None:
+    from imgproxy.errors import TooLarge
+    from imgproxy.render.svgcost import check_svg_cost
+
+    data = make()
+    assert data.count(b"<") - data.count(b"</") < 100_000 and len(data) < 200_000  # the old count let it by
+    started = time.monotonic()
+    with pytest.raises(TooLarge) as info:
+        check_svg_cost(data, 100_000)
+    assert info.value.extra["limit"] == "max_svg_elements" and time.monotonic() - started < 2
+
+
+def test_ordinary_svgs_cost_what_they_show() -> None:
+    from conftest import TESTIMAGES
+
+    from imgproxy.render.svgcost import check_svg_cost
+
+    for path in sorted((TESTIMAGES / "svg").glob("*.svg")):
+        check_svg_cost(path.read_bytes(), 100_000)
+    check_svg_cost(use_nesting(4), 100_000)  # 10,000 rects: fine
+    check_svg_cost(many_filters(100), 100_000)
+    check_svg_cost(SVG % b'<g id="a"><use href="#b"/></g><g id="b"><use href="#a"/></g>', 100)  # a cycle
+
+
+@pytest.mark.slow
+def test_costly_svgs_get_413_from_a_real_server(server: Server) -> None:
+    from conftest import corpus
+
+    pattern = corpus("bomb/librsvg__bug515-pattern-billion-laughs.svg").read_bytes()
+    for name, data in (("use", use_nesting()), ("entity", entity_nesting()), ("pattern", pattern)):
+        (server.originals / f"{name}.svg").write_bytes(data)
+        started = time.monotonic()
+        r = server.get(server.url("thumbnail", name, "png"))
+        assert r.status_code == 413 and r.json()["limit"] == "max_svg_elements", (name, r.text)
+        assert time.monotonic() - started < 5, name

@@ -18,6 +18,7 @@ from .icc import needs_transform
 from .jobs import Source
 from .metadata import has
 from .plan import Header, Limits
+from .svgcost import check_svg_cost
 
 
 def map_vips_error(exc: pyvips.Error) -> ImgproxyError:
@@ -89,6 +90,7 @@ def _guard_svg(source: Source, limits: Limits) -> Source:
     if elements > limits.max_svg_elements:
         raise TooLarge(f"the SVG has about {elements} elements; the limit is {limits.max_svg_elements}",
                        limit="max_svg_elements")
+    check_svg_cost(data, limits.max_svg_elements)  # entities, references, filters, nesting
     return Source(data=data)
 
 
