@@ -24,6 +24,7 @@ from .config import Settings, load_settings
 from .errors import ImgproxyError, Unavailable
 from .metrics import exposition
 from .services import Services, open_services
+from .web.allow import AllowList, networks
 from .web.endpoint import VariantEndpoint
 from .web.responses import Receive, Scope, Send, send_error
 
@@ -42,10 +43,10 @@ class App:
         self.services: Services | None = None
         self.endpoint: VariantEndpoint | None = None
         self._health: tuple[float, Response] | None = None
-        self.starlette = Starlette(
+        self.starlette = AllowList(Starlette(
             routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics)],
             lifespan=self.lifespan,
-        )
+        ), networks(settings.metrics_allow))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v/"):

@@ -14,6 +14,7 @@ Values are parsed and validated once, at start-up; a bad one raises
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -73,6 +74,7 @@ class Settings:
     s3_timeout: float = setting(5.0, "seconds to connect to S3 and to wait for each response (then 503 with Retry-After)")
     s3_max_attempts: int = setting(3, "attempts per S3 call, with backoff on throttling, 5xx and dropped connections")
     s3_max_connections: int = setting(64, "connections in each process's S3 connection pool")
+    metrics_allow: tuple[str, ...] = setting((), "comma-separated networks (CIDR) that may read /metrics and /healthz; others get 404; empty allows every client")
     http_allow_private: bool = setting(False, "allow HTTP origins on loopback and private (RFC 1918, ULA) addresses, for development; link-local and cloud metadata addresses are always refused")
 
     def __post_init__(self) -> None:
@@ -113,6 +115,11 @@ class Settings:
             # the holder's whole download and render.
             check(self.s3_lease_seconds > self.download_timeout + self.render_timeout, "s3_lease_seconds",
                   "must exceed download_timeout + render_timeout")
+        for cidr in self.metrics_allow:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                check(False, "metrics_allow", f"{cidr!r} is not a network (CIDR) or address")
         if self.env == "production":
             check(bool(self.keys), "keys", "production needs at least one signing key")
             for key in self.keys:

@@ -120,3 +120,32 @@ def test_costly_svgs_get_413_from_a_real_server(server: Server) -> None:
         r = server.get(server.url("thumbnail", name, "png"))
         assert r.status_code == 413 and r.json()["limit"] == "max_svg_elements", (name, r.text)
         assert time.monotonic() - started < 5, name
+
+
+# --- /metrics and /healthz restricted (web/allow.py) -------------------------------------
+
+def test_metrics_and_health_only_for_the_allowed_networks(server_factory: Callable[..., Server]) -> None:
+    from conftest import add_original, corpus
+
+    from imgproxy.config import ConfigError, Settings
+
+    outside = server_factory(env={"IMGPROXY_METRICS_ALLOW": "10.0.0.0/8,192.168.1.7"}, wait=False)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            r = httpx.get(outside.base_url + "/metrics", timeout=2)
+            if r.status_code != 503:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and outside.proc.poll() is None, outside.logs()
+        time.sleep(0.1)
+    assert r.status_code == 404 and "imgproxy_" not in r.text
+    assert httpx.get(outside.base_url + "/healthz", timeout=10).status_code == 404
+    add_original(outside, corpus("exif/mei__Apple_iPhone_4.jpg"), "photo")
+    assert httpx.get(outside.url("thumbnail", "photo"), timeout=60).status_code == 200  # variants unaffected
+
+    inside = server_factory(env={"IMGPROXY_METRICS_ALLOW": "10.0.0.0/8, 127.0.0.0/8, ::1"})
+    assert inside.get("/metrics").status_code == 200 and inside.get("/healthz").status_code == 200
+    with pytest.raises(ConfigError, match="METRICS_ALLOW"):
+        Settings(metrics_allow=("10.0.0.0/33",))
