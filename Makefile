@@ -1,5 +1,6 @@
 # make run   - start imgproxy on the embedded default (README: "make run")
 # make test  - lint, type-check and run the whole suite
+# make soak  - fault soak: Zipf traffic with hostile originals and injected faults (bench/soak.py)
 # make bench - run the benchmarks, writes docs/BENCHMARKS.md (README: "Benchmarks")
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Fault soak (minutes, not CI): hostile files, worker kills, an S3 pause, a read-only store.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
 
 clean:
 	rm -rf $(VENV) data

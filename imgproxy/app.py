@@ -30,6 +30,7 @@ from .ingest import Ingest
 from .metrics import exposition
 from .services import Services, open_services
 from .web import gallery, ready
+from .web.allow import AllowList, networks
 from .web.endpoint import VariantEndpoint
 from .web.errors import exception_handlers
 from .web.ingest import IngestEndpoint
@@ -60,8 +61,9 @@ class App:
         routes = [Route("/healthz", self.healthz), Route("/readyz", self.readyz), Route("/metrics", self.metrics)]
         if settings.env == "development":
             routes.append(Route("/", self.gallery))
-        self.starlette = Starlette(routes=routes, lifespan=self.lifespan,
-                                   exception_handlers=exception_handlers(settings.not_found_max_age))
+        self.starlette = AllowList(Starlette(routes=routes, lifespan=self.lifespan,
+                                             exception_handlers=exception_handlers(settings.not_found_max_age)),
+                                   networks(settings.metrics_allow))
         self._asgi = RequestLog(self._route, enabled=settings.access_log,
                                 json_lines=log_format(settings) == "json")
 

@@ -76,6 +76,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         date_header=False,  # RequestLog sets Date, from the clock of Last-Modified
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Limits on what a client may hold (web/protocol.py): header bytes
+        # (431) and time, idle keep-alive, connections plus requests (503).
+        http="imgproxy.web.protocol:BoundedHttpTools",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
     return 0
 

@@ -2,7 +2,7 @@
 
 The app's lifespan makes one :class:`Clients` and closes it at shutdown.
 Each client is created on first use, so a setup with only local folders
-opens neither, and one with S3 originals and S3 variants shares one S3
+opens neither (nor the spool where fetched originals wait), and one with S3 originals and S3 variants shares one S3
 client (and its connection pool) between both stores.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from .config import Settings
+from .stores.spool import Spool
 
 
 class Clients:
@@ -23,6 +24,15 @@ class Clients:
         self._s3: Any = None
         self._sqs: Any = None
         self._http: httpx.AsyncClient | None = None
+        self._spool: Spool | None = None
+
+    def spool(self) -> Spool:
+        """Where fetched originals wait for their render, under one byte budget per process."""
+        if self._spool is None:
+            s = self.settings
+            self._spool = Spool(s.originals_budget_mb * 1024 * 1024, s.spool_dir)
+            self._stack.callback(self._spool.close)
+        return self._spool
 
     async def s3(self) -> Any:
         """The aiobotocore S3 client: pooled, with timeouts and retries with backoff."""

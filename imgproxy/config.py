@@ -14,6 +14,7 @@ Values are parsed and validated once, at start-up; a bad one raises
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -52,6 +53,10 @@ class Settings:
     log_format: str = setting("auto", "'json' (one object a line), 'text', or 'auto': text in development, JSON in production")
     access_log: bool = setting(True, "one log line per request: method, path without the query, status, tier, bytes, ms, request id, error category")
     not_found_max_age: int = setting(10, "seconds a 404 (missing original, unknown preset or path) may be cached")
+    max_header_bytes: int = setting(32768, "most bytes a request's line and headers may have (431 and closed above)")
+    header_timeout: float = setting(10.0, "seconds a client has to send a request's headers, from connecting or from its previous response (then closed)")
+    keep_alive_timeout: int = setting(5, "seconds an idle keep-alive connection stays open")
+    max_connections: int = setting(2048, "connections plus requests in flight per server process; requests beyond it get 503")
     memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
     render_threads: int = setting(0, "concurrent renders per process; 0 means one per CPU core")
     render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
@@ -61,6 +66,7 @@ class Settings:
     avif_eager_effort: int = setting(4, "AVIF encoder effort (0-9) of eager renders (fan-out jobs), which nobody waits for")
     max_source_bytes: int = setting(64 * 1024 * 1024, "largest original accepted, in bytes (413 above)")
     max_source_pixels: int = setting(100_000_000, "largest original accepted, in pixels, read from the header before decoding (413 above)")
+    max_source_side: int = setting(65_535, "largest original accepted, in pixels along either side, read from the header before decoding (413 above)")
     max_frames: int = setting(256, "most animation frames or pages decoded (413 above)")
     max_output_pixels: int = setting(50_000_000, "largest variant rendered, in pixels (413 above)")
     max_svg_elements: int = setting(100_000, "most elements an SVG may have, counted before librsvg parses it (413 above)")
@@ -68,6 +74,8 @@ class Settings:
     auto_format: bool = setting(True, "serve /v/<preset>/<id>.auto, picking AVIF, WebP, JPEG or PNG by Accept; off makes .auto a 400")
     render_timeout: float = setting(30.0, "seconds one render may take (504 above)")
     download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
+    originals_budget_mb: int = setting(1024, "MiB that fetched originals (S3, HTTP) may hold at once per process, downloading or waiting for a render (503 with Retry-After above); at least max_source_bytes")
+    spool_dir: str = setting("", "folder where fetched originals wait for their render, streamed in as they arrive; empty means /dev/shm if writable, else the temp folder")
     worker_memory_mb: int = setting(2048, "address-space cap (RLIMIT_AS) of each render worker process, in MiB (process mode)")
     worker_cpu_seconds: int = setting(300, "CPU seconds one render may use in a worker process (SIGXCPU, 422 and a new worker above)")
     s3_endpoint_url: str = setting("", "S3-compatible endpoint (MinIO, R2, Ceph); empty means AWS")
@@ -75,6 +83,7 @@ class Settings:
     s3_timeout: float = setting(5.0, "seconds to connect to S3 and to wait for each response (then 503 with Retry-After)")
     s3_max_attempts: int = setting(3, "attempts per S3 call, with backoff on throttling, 5xx and dropped connections")
     s3_max_connections: int = setting(64, "connections in each process's S3 connection pool")
+    metrics_allow: tuple[str, ...] = setting((), "comma-separated networks (CIDR) that may read /metrics and /healthz; others get 404; empty allows every client")
     http_allow_private: bool = setting(False, "allow HTTP origins on loopback and private (RFC 1918, ULA) addresses, for development; link-local and cloud metadata addresses are always refused")
     warm_presets: str = setting("thumbnail,preview,web", "comma-separated presets that imgproxy warm and imgproxy consume render when a job names none (S3 upload events never do)")
     warm_formats: str = setting("webp,avif", "comma-separated formats that imgproxy warm and imgproxy consume render when a job names none")
@@ -100,11 +109,14 @@ class Settings:
         check(self.vips_concurrency >= 1, "vips_concurrency", "must be >= 1")
         for name in ("avif_effort", "avif_eager_effort"):
             check(0 <= getattr(self, name) <= 9, name, "must be 0..9")
-        for name in ("max_source_bytes", "max_source_pixels", "max_frames", "max_output_pixels",
+        check(self.originals_budget_mb * 1024 * 1024 >= self.max_source_bytes, "originals_budget_mb",
+              "must hold at least one original of max_source_bytes")
+        for name in ("max_source_bytes", "max_source_pixels", "max_source_side", "max_frames", "max_output_pixels",
                      "max_svg_elements", "worker_memory_mb", "worker_cpu_seconds",
-                     "s3_max_attempts", "s3_max_connections"):
+                     "s3_max_attempts", "s3_max_connections", "max_header_bytes", "max_connections",
+                     "keep_alive_timeout"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout"):
+        for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout", "header_timeout"):
             check(getattr(self, name) > 0, name, "must be > 0")
         unknown = sorted(set(self.input_formats) - set(INPUT_FORMATS))
         check(not unknown, "input_formats", f"unknown format(s) {unknown}; known: {', '.join(INPUT_FORMATS)}")
@@ -128,6 +140,11 @@ class Settings:
             # the holder's whole download and render.
             check(self.s3_lease_seconds > self.download_timeout + self.render_timeout, "s3_lease_seconds",
                   "must exceed download_timeout + render_timeout")
+        for cidr in self.metrics_allow:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                check(False, "metrics_allow", f"{cidr!r} is not a network (CIDR) or address")
         if self.env == "production":
             check(bool(self.keys), "keys", "production needs at least one signing key")
             for key in self.keys:

@@ -15,6 +15,7 @@ where they enter our code, so handlers only ever see ``ImgproxyError``::
     ├── BadGateway           502  HTTP origin answered 5xx / garbage
     ├── Unavailable          503  store unreachable, queue full, worker died
     └── GatewayTimeout       504  origin or render too slow
+        └── RenderTimeout    504  a render that had its worker ran past its deadline
 """
 
 from __future__ import annotations
@@ -93,3 +94,7 @@ class Unavailable(ImgproxyError):
 
 class GatewayTimeout(ImgproxyError):
     status, error, max_age = 504, "timeout", None
+
+
+class RenderTimeout(GatewayTimeout):
+    """The render itself ran out of time (not the wait for a worker): the input's cost."""

@@ -32,7 +32,7 @@ from .formats import FORMATS
 from .metrics import RENDERS
 from .presets import Preset
 from .render import Fanned, FanoutJob
-from .stores import Blob
+from .stores import Blob, Original
 from .urls import VariantRequest, check_id
 from .variants import VariantService, variant_key, variant_metadata
 
@@ -95,6 +95,14 @@ async def _missing(variants: VariantService, by_key: dict[str, Target]) -> list[
 async def _render(variants: VariantService, id: str, held: dict[str, Target], out: FanOut) -> None:
     """Fetch once, render what we hold leases for in one job, put each result."""
     original = await variants.originals.fetch(id)
+    try:
+        await _render_fetched(variants, original, held, out)
+    finally:
+        original.close()  # a fetched original's spool file and budget
+
+
+async def _render_fetched(variants: VariantService, original: Original, held: dict[str, Target],
+                          out: FanOut) -> None:
     todo: dict[str, Target] = {}
     for key, target in held.items():
         try:
@@ -104,7 +112,8 @@ async def _render(variants: VariantService, id: str, held: dict[str, Target], ou
             out.failed[key] = exc
     if not todo:  # every variant we hold failed before: the original fails again, as a whole
         raise next(iter(out.failed.values()))
-    job = FanoutJob(original.source, tuple(todo.values()), variants.limits, avif_effort=variants.avif_eager_effort)
+    job = FanoutJob(original.source, tuple(todo.values()), variants.limits,
+                    avif_effort=variants.avif_eager_effort)
     try:
         fanned = cast(Fanned, await variants.renderer.run(job))
     except ImgproxyError as exc:
@@ -117,7 +126,8 @@ async def _render(variants: VariantService, id: str, held: dict[str, Target], ou
             out.failed[key] = result
             continue
         RENDERS.labels(preset.name, fmt).inc()
-        if await variants.put(key, Blob.of(result.body, time.time()), variant_metadata(preset, original)) is not None:
+        blob = Blob.of(result.body, time.time())
+        if await variants.put(key, blob, variant_metadata(preset, original)) is not None:
             out.rendered.append(key)
         else:
             out.failed[key] = Unavailable("the variant store refused the write")

@@ -65,7 +65,8 @@ def limits(settings: Settings) -> Limits:
     s = settings
     return Limits(max_source_pixels=s.max_source_pixels, max_frames=s.max_frames,
                   max_output_pixels=s.max_output_pixels, max_source_bytes=s.max_source_bytes,
-                  max_svg_elements=s.max_svg_elements, input_formats=frozenset(s.input_formats))
+                  max_svg_elements=s.max_svg_elements, input_formats=frozenset(s.input_formats),
+                  max_source_side=s.max_source_side)
 
 
 @dataclass

@@ -10,7 +10,8 @@ lease, so it happens once however many requests, processes or machines ask.
 An original's metadata document (:meth:`VariantService.describe`) takes the
 same path under its own key, :func:`meta_key`.
 A render that failed because of its input is remembered by the original's
-identity (:mod:`imgproxy.cache.failures`) and answered without decoding again.
+identity (:mod:`imgproxy.cache.failures`) and answered without decoding again;
+a worker crash only once a fresh worker crashed on it too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import cast
 from .cache.failures import FailedOriginals
 from .cache.flight import SingleFlight
 from .cache.memory import MemoryTier, NoMemoryTier
-from .errors import ImgproxyError
+from .errors import ImgproxyError, Undecodable
 from .metrics import (
     RENDER_QUEUE,
     RENDER_SECONDS,
@@ -177,14 +178,16 @@ class VariantService:
             timings.fetch, mark = _since(mark)
             self._seconds["fetch"].observe(timings.fetch)
             SOURCE_BYTES.inc(_size(original.source))
-            self.failed.check(original.identity, key)
             try:
+                self.failed.check(original.identity, key)
                 body, metadata = await make(original, timings)
             except ImgproxyError as exc:
                 log.warning("render of %s failed (category: %s): %s%s", key, exc.error, exc.detail,
                             f" ({exc.internal})" if exc.internal else "")
                 self.failed.remember(original.identity, key, exc)
                 raise
+            finally:
+                original.close()  # a fetched original's spool file and budget, before the put
             mark = time.perf_counter()
             blob = Blob.of(body, time.time())
             kept = await self.put(key, blob, metadata)
@@ -196,11 +199,27 @@ class VariantService:
     async def has_alpha(self, id: str) -> bool:
         """Whether the original ``id`` has an alpha channel: a header probe in a worker."""
         original = await self.originals.fetch(id)
-        with self.renderer.admit():
-            probed = await self.renderer.run(ProbeJob(original.source, self.limits))
+        try:
+            with self.renderer.admit():
+                probed = await self.renderer.run(ProbeJob(original.source, self.limits))
+        finally:
+            original.close()
         return isinstance(probed, Probed) and bool(probed.info.get("alpha"))
 
     async def _run(self, job: Job, timings: Timings) -> Result:
+        """A job, timed; a worker crash is confirmed in a fresh worker before it counts."""
+        try:
+            return await self._run_once(job, timings)
+        except Undecodable as exc:
+            if "signal" not in exc.extra:
+                raise
+            # A worker died of a crash signal: a decoder bug on this input, or a
+            # signal from outside (another process, an operator)? Only a second
+            # crash in a fresh worker is remembered as the input's.
+            log.warning("render worker crashed (%s); confirming with a fresh worker", exc.extra["signal"])
+            return await self._run_once(job, timings)
+
+    async def _run_once(self, job: Job, timings: Timings) -> Result:
         """A job, timed: waiting for a worker (queue), then running."""
         queued = time.perf_counter()
         began: list[float] = []

@@ -20,6 +20,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 PHOTO = Path(os.environ["ORIGIN_PHOTO"]).read_bytes() if "ORIGIN_PHOTO" in os.environ else b""
 #: A JPEG marker and then noise: every decoder refuses it at the header.
 JUNK = b"\xff\xd8\xff\xe0" + bytes(range(256)) * (4 * 4096 - 1)
+#: /img/big-<n>: JUNK's header and 16 MiB in 1 MiB chunks, never held whole by the origin.
+BIG_CHUNK = (JUNK * 64)[: 1 << 20]
+BIG_CHUNKS = 16
 seen: list[str] = []
 
 
@@ -61,6 +64,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
             await asyncio.sleep(1)
     elif path.startswith("/img/junk-"):  # /img/junk-<n>.jpg: a distinct undecodable original each
         await respond(send, 200, JUNK, jpeg + [(b"etag", f'"{path}"'.encode())])
+    elif path.startswith("/img/big-"):  # /img/big-<n>: a distinct 16 MiB undecodable original, streamed
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(BIG_CHUNKS * len(BIG_CHUNK)).encode()), *jpeg,
+                                (b"etag", f'"{path}"'.encode())]})
+        for _ in range(BIG_CHUNKS):
+            await send({"type": "http.response.body", "body": BIG_CHUNK, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/img/broken":
         await respond(send, 500, b"oops")
     elif path == "/img/liar":  # announces far more than it sends, then hangs up

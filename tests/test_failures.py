@@ -10,13 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, corpus
+from conftest import Server, add_original, corpus
 
-from imgproxy.cache.failures import FailedOriginals
+from imgproxy.cache.failures import REMEMBER_SECONDS, TIMEOUT_SECONDS, TIMEOUT_WINDOW, FailedOriginals
 from imgproxy.cache.memory import NoMemoryTier
 from imgproxy.errors import (
     GatewayTimeout,
     ImgproxyError,
+    RenderTimeout,
     TooLarge,
     Unavailable,
     Undecodable,
@@ -85,21 +86,77 @@ async def test_an_undecodable_variant_is_decoded_once_until_the_original_changes
     assert tier == "render" and renderer.runs == 4
 
 
-@pytest.mark.parametrize("error", [
-    Unsupported("not an image"),
-    Undecodable("the original crashed its render worker", signal="SIGSEGV"),
-])
+CRASH = Undecodable("the original crashed its render worker", signal="SIGSEGV")
+
+
+@pytest.mark.parametrize(("errors", "runs"), [((Unsupported("not an image"),), 1), ((CRASH, CRASH), 2)])
 async def test_unsupported_and_crashing_originals_are_refused_for_every_variant(
-    tmp_path: Path, error: ImgproxyError
+    tmp_path: Path, errors: tuple[ImgproxyError, ...], runs: int
 ) -> None:
-    renderer = ScriptedRenderer(error)
+    renderer = ScriptedRenderer(*errors)
     v = variants(tmp_path, renderer)
     (tmp_path / "o" / "x.jpg").write_bytes(b"?")
     for fmt in ("webp", "png", "avif", "jpg"):
-        with pytest.raises(type(error)) as info:
+        with pytest.raises(type(errors[0])) as info:
             await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
-        assert info.value.detail == error.detail
-    assert renderer.runs == 1
+        assert info.value.detail == errors[0].detail
+    assert renderer.runs == runs
+
+
+async def test_one_crash_is_confirmed_in_a_fresh_worker_before_it_is_blamed_on_the_input(tmp_path: Path) -> None:
+    """A SIGSEGV from outside (another process, an operator) is not the original's fault."""
+    renderer = ScriptedRenderer(CRASH)
+    v = variants(tmp_path, renderer)
+    (tmp_path / "o" / "x.jpg").write_bytes(b"fine")
+    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    assert tier == "render" and renderer.runs == 2
+    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    assert tier == "render" and renderer.runs == 3 and len(v.failed) == 0
+
+
+async def test_repeated_render_timeouts_are_answered_at_once_for_a_while(tmp_path: Path) -> None:
+    now = [0.0]
+    renderer = ScriptedRenderer(RenderTimeout("slow", limit="render_timeout"),
+                                RenderTimeout("slow", limit="render_timeout"))
+    v = variants(tmp_path, renderer)
+    v.failed = FailedOriginals(clock=lambda: now[0])
+    (tmp_path / "o" / "x.png").write_bytes(b"1 x 99,000,000")
+    for fmt in ("webp", "png"):  # two strikes, each a real render
+        with pytest.raises(RenderTimeout):
+            await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
+    assert renderer.runs == 2
+    for fmt in ("webp", "avif", "jpg"):  # then every variant at once
+        with pytest.raises(GatewayTimeout) as info:
+            await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
+        assert info.value.status == 504 and info.value.extra == {"limit": "render_timeout"}
+    assert renderer.runs == 2
+    now[0] += TIMEOUT_SECONDS + 1  # and after a while it is tried again
+    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "jpg"), PRESET)
+    assert tier == "render" and renderer.runs == 3
+
+
+def test_timeouts_far_apart_never_add_up() -> None:
+    now = [0.0]
+    memo = FailedOriginals(clock=lambda: now[0])
+    for _ in range(5):
+        memo.remember("x:1:1", "k", RenderTimeout("slow"))
+        now[0] += TIMEOUT_WINDOW + 1
+    memo.check("x:1:1", "k")
+    memo.remember("x:1:1", "k", GatewayTimeout("waited for a worker"))  # load, not the input
+    memo.remember("x:1:1", "k", GatewayTimeout("waited for a worker"))
+    memo.check("x:1:1", "k")
+
+
+def test_remembered_failures_expire() -> None:
+    now = [0.0]
+    memo = FailedOriginals(clock=lambda: now[0])
+    memo.remember("x:1:1", "k", Undecodable("broken"))
+    now[0] += REMEMBER_SECONDS - 1
+    with pytest.raises(Undecodable):
+        memo.check("x:1:1", "k")
+    now[0] += 2
+    memo.check("x:1:1", "k")
+    assert len(memo) == 0
 
 
 @pytest.mark.parametrize("error", [Unavailable("worker died"), GatewayTimeout("slow")])
@@ -172,3 +229,42 @@ def test_the_memo_keeps_nothing_of_the_failed_render() -> None:
     with pytest.raises(Undecodable) as info:
         memo.check("x:1:1", "k")
     assert info.value.detail == "broken" and info.value.extra == {"reason": "bad huffman table"}
+
+
+def _render_workers(server: Server) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if ppid == server.proc.pid and b"imgproxy.workers.child" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_a_sigsegv_from_outside_is_not_blamed_on_the_original(server_factory: Callable[..., Server]) -> None:
+    """Workers stopped, a render sent to one, SIGSEGV from outside, workers continued:
+    the crash is confirmed in a fresh worker, which renders it."""
+    import signal
+    import threading
+    import time
+
+    server = server_factory(env={"IMGPROXY_RENDER_THREADS": "1"})
+    add_original(server, corpus("large/mei__Issue_266.jpg"), "victim")
+    workers = _render_workers(server)
+    assert len(workers) == 1
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(httpx.get(server.url("thumbnail", "victim"), timeout=60)))
+    thread.start()
+    time.sleep(1.0)  # the job is in the stopped worker's socket
+    for pid in workers:
+        os.kill(pid, signal.SIGSEGV)
+        os.kill(pid, signal.SIGCONT)
+    thread.join(60)
+    assert answers[0].status_code == 200, answers[0].text
+    assert httpx.get(server.url("thumbnail", "victim", "png"), timeout=60).status_code == 200
+    assert "confirming with a fresh worker" in server.logs()

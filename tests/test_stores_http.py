@@ -16,6 +16,7 @@ from conftest import Server
 
 from imgproxy.stores.guard import BlockedAddress, GuardedBackend, allowed
 from imgproxy.stores.http import HttpOriginals
+from imgproxy.stores.spool import Spool
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 
@@ -139,7 +140,7 @@ def test_loopback_origin_refused_unless_allowed(
 
 
 def test_ids_stay_below_the_prefix() -> None:
-    store = HttpOriginals(httpx.AsyncClient(), ["http://h.example/img/"], 1000, 1.0)
+    store = HttpOriginals(httpx.AsyncClient(), ["http://h.example/img/"], 1000, 1.0, Spool(1 << 20))
     assert store.allowed("http://h.example/img/a/b.jpg")
     assert not store.allowed("http://h.example/img/../secret.jpg")
     assert not store.allowed("http://h.example/imgx/a.jpg")

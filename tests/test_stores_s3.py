@@ -19,6 +19,7 @@ from imgproxy.presets import load_presets
 from imgproxy.stores import Blob
 from imgproxy.stores.s3 import S3Originals, S3Variants, metadata_value, parse_url
 from imgproxy.stores.s3errors import mapped
+from imgproxy.stores.spool import Spool
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 
@@ -59,7 +60,7 @@ async def test_original_resolution_prefers_the_exact_key(s3: object, bucket: str
     put_original(moto, bucket, "o/a/cat.PNG", corpus(PHOTO))
     put_original(moto, bucket, "o/a/dog", corpus(PHOTO))
     put_original(moto, bucket, "o/a/dog.jpg", corpus(PHOTO))
-    store = S3Originals(s3, f"s3://{bucket}/o", 10_000_000, 5)
+    store = S3Originals(s3, f"s3://{bucket}/o", 10_000_000, 5, Spool(1 << 30))
     assert (await store.fetch("a/cat")).key == "o/a/cat.PNG"
     assert (await store.fetch("a/dog")).key == "o/a/dog"
     with pytest.raises(Exception) as exc:
@@ -308,7 +309,7 @@ async def test_listing_and_deleting(s3: object, bucket: str, moto: Moto) -> None
 
     for key in ("o/a/cat.jpg", "o/a/dog", "o/b/cow.PNG"):
         put_original(moto, bucket, key, corpus(PHOTO))
-    originals = S3Originals(s3, f"s3://{bucket}/o", 1 << 30, 10)
+    originals = S3Originals(s3, f"s3://{bucket}/o", 1 << 30, 10, Spool(1 << 31))
     assert sorted([k async for k in originals.list_keys()]) == ["a/cat.jpg", "a/dog", "b/cow.PNG"]
     assert sorted([id_of(k) async for k in originals.list_keys("a/")]) == ["a/cat", "a/dog"]
     store = S3Variants(s3, f"s3://{bucket}/v", 60)

@@ -22,6 +22,7 @@ class Limits:
     max_source_bytes: int = 64 * 1024 * 1024  # also caps a decompressed SVGZ
     max_svg_elements: int = 100_000
     input_formats: frozenset[str] = frozenset()  # allowed sniffed formats; empty: all we read
+    max_source_side: int = 65_535
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,14 @@ def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits,
         raise TooLarge(
             f"source has {header.frames} frames; the limit is {limits.max_frames}",
             limit="max_frames",
+        )
+    side = max(header.width, header.height)
+    if side > limits.max_source_side:
+        # Cost is per row and per column too: a 1 x 99,000,000 PNG passes the
+        # pixel limit and takes libvips 30 s to shrink.
+        raise TooLarge(
+            f"source is {header.width}x{header.height}; the limit is {limits.max_source_side} per side",
+            limit="max_source_side",
         )
     pixels = header.width * header.height * frames
     if pixels > limits.max_source_pixels:

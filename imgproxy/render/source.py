@@ -20,6 +20,7 @@ from .jobs import Source
 from .metadata import has
 from .plan import Header, Limits
 from .sniff import HEAD, is_apng, sniff
+from .svgcost import check_svg_cost
 
 
 def map_vips_error(exc: pyvips.Error) -> ImgproxyError:
@@ -125,6 +126,7 @@ def _guard_svg(source: Source, limits: Limits) -> Source:
     if elements > limits.max_svg_elements:
         raise TooLarge(f"the SVG has about {elements} elements; the limit is {limits.max_svg_elements}",
                        limit="max_svg_elements")
+    check_svg_cost(data, limits.max_svg_elements)  # entities, references, filters, nesting
     return Source(data=data)
 
 

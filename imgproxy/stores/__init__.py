@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from ..errors import GatewayTimeout, TooLarge
+from ..errors import GatewayTimeout
 from ..formats import ORIGINAL_EXTENSIONS
 from ..render import Source
+from .spool import Spooled
 
 __all__ = ["ORIGINAL_EXTENSIONS", "Blob", "Downloads", "Located", "ObjectStat", "Original", "OriginalFiles",
-           "OriginalStore",
-           "VariantStore", "download_deadline", "file_path", "id_of", "read_capped"]
+           "OriginalStore", "VariantStore", "download_deadline", "file_path", "id_of"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ class Original:
     key: str  # the store key it was found under, extension included
     identity: str  # changes when the original changes (key + ETag or size/mtime)
     source: Source
+    spooled: Spooled | None = None  # a fetched original's spool file (stores/spool.py)
+
+    def close(self) -> None:
+        """Done with it: a fetched original's file is removed and its budget given back."""
+        if self.spooled is not None:
+            self.spooled.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,14 +178,3 @@ def download_deadline(seconds: float) -> Iterator[None]:
         raise GatewayTimeout(f"downloading the original took over {seconds:g}s",
                              limit="download_timeout") from None
 
-
-async def read_capped(chunks: AsyncIterable[bytes], limit: int) -> bytes:
-    """A streamed original, refused (413) as soon as it passes ``limit`` bytes."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"original is over the limit of {limit} bytes", limit="max_source_bytes")
-        parts.append(chunk)
-    return b"".join(parts)

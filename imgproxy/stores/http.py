@@ -15,6 +15,7 @@ httpx errors and origin answers are mapped where they enter::
     origin                                   ImgproxyError
     ├── 404 / 410 under every candidate      NotFound          404
     ├── body over max_source_bytes           TooLarge          413
+    ├── originals in flight over budget      Unavailable       503 (stores/spool.py)
     ├── 5xx, other non-200                   BadGateway        502
     ├── body shorter than Content-Length     BadGateway        502
     ├── redirect outside the prefixes        BadGateway        502
@@ -39,7 +40,8 @@ from cachetools import LRUCache
 
 from ..errors import BadGateway, GatewayTimeout, NotFound, TooLarge, Unsupported
 from ..render import Source
-from . import Original, download_deadline, read_capped
+from . import Original, download_deadline
+from .spool import Spool
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -95,8 +97,10 @@ def mapped(url: str) -> Iterator[None]:
 
 
 class HttpOriginals:
-    def __init__(self, client: httpx.AsyncClient, prefixes: list[str], max_bytes: int, timeout: float) -> None:
+    def __init__(self, client: httpx.AsyncClient, prefixes: list[str], max_bytes: int, timeout: float,
+                 spool: Spool) -> None:
         self.client = client
+        self.spool = spool
         self.prefixes = [normalise(p.strip()) or str(httpx.URL(p.strip())) for p in prefixes]
         self.max_bytes = max_bytes
         self.timeout = timeout
@@ -105,7 +109,8 @@ class HttpOriginals:
     @classmethod
     async def open(cls, url: str, settings: Settings, clients: Clients) -> HttpOriginals:
         prefixes = [p if p.endswith("/") else p + "/" for p in url.split(",")]
-        return cls(clients.http(), prefixes, settings.max_source_bytes, settings.download_timeout)
+        return cls(clients.http(), prefixes, settings.max_source_bytes, settings.download_timeout,
+                   clients.spool())
 
     def allowed(self, url: str) -> bool:
         normal = normalise(url)  # escapes decoded, dot segments removed, host lower-cased
@@ -157,9 +162,10 @@ class HttpOriginals:
             raise TooLarge(f"original is {declared} bytes; the limit is {self.max_bytes}",
                            limit="max_source_bytes")
         # Decoded bytes: the cap also covers a compression bomb.
-        data = await read_capped(response.aiter_bytes(), self.max_bytes)
-        validator = response.headers.get("etag") or response.headers.get("last-modified") or str(len(data))
-        return Original(url, f"{url}:{validator}", Source(data=data))
+        spooled = await self.spool.receive(response.aiter_bytes(), self.max_bytes,
+                                           int(declared) if declared.isdigit() else None)
+        validator = response.headers.get("etag") or response.headers.get("last-modified") or str(spooled.size)
+        return Original(url, f"{url}:{validator}", Source(path=spooled.path), spooled)
 
     def _remember(self, id: str, url: str) -> None:
         self._urls[id] = url

@@ -2,7 +2,7 @@
 
 One client per process comes from :class:`imgproxy.clients.Clients`;
 its errors are mapped where they enter by :func:`.s3errors.mapped`.
-Originals are streamed with a byte cap; variants are written with
+Originals are streamed to a spool file (:mod:`.spool`) with a byte cap; variants are written with
 ``If-None-Match: *`` so a stored variant is never overwritten.
 """
 
@@ -23,9 +23,10 @@ from ..caching import IMMUTABLE
 from ..errors import Conflict, ImgproxyError, NotFound, TooLarge
 from ..formats import mime_of
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, download_deadline, read_capped
+from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, download_deadline
 from .s3errors import lost_race, mapped
 from .s3lease import S3Lease
+from .spool import Spool
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -60,8 +61,9 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 class S3Originals:
-    def __init__(self, client: Any, url: str, max_bytes: int, timeout: float) -> None:
+    def __init__(self, client: Any, url: str, max_bytes: int, timeout: float, spool: Spool) -> None:
         self.client = client
+        self.spool = spool
         self.bucket, self.prefix = parse_url(url)
         self.max_bytes = max_bytes
         self.timeout = timeout
@@ -69,7 +71,8 @@ class S3Originals:
 
     @classmethod
     async def open(cls, url: str, settings: Settings, clients: Clients) -> S3Originals:
-        return cls(await clients.s3(), url, settings.max_source_bytes, settings.download_timeout)
+        return cls(await clients.s3(), url, settings.max_source_bytes, settings.download_timeout,
+                   clients.spool())
 
     async def fetch(self, id: str) -> Original:
         with download_deadline(self.timeout):
@@ -109,8 +112,9 @@ class S3Originals:
                 raise TooLarge(f"original is {obj['ContentLength']} bytes; the limit is {self.max_bytes}",
                                limit="max_source_bytes")
             async with obj["Body"]:  # releases the connection, read or not
-                data = await read_capped(obj["Body"].iter_chunks(_CHUNK), self.max_bytes)
-        return Original(key, f"s3://{self.bucket}/{key}:{obj.get('ETag', '')}", Source(data=data))
+                spooled = await self.spool.receive(obj["Body"].iter_chunks(_CHUNK), self.max_bytes,
+                                                   obj.get("ContentLength"))
+        return Original(key, f"s3://{self.bucket}/{key}:{obj.get('ETag', '')}", Source(path=spooled.path), spooled)
 
     async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
         async for key, _ in list_objects(self.client, self.bucket, self.prefix, prefix):

@@ -50,7 +50,7 @@ async def _originals(store: Any) -> None:
     if check is not None:
         await check()
     try:
-        await store.fetch(PROBE_ID)
+        (await store.fetch(PROBE_ID)).close()
     except NotFound:
         pass
 

@@ -25,8 +25,9 @@ in the background and the server keeps serving; how a request ends when its
 worker dies is the README's table under "Isolated rendering".
 
 Originals reach a worker without copies through the socket: a local store's
-file by its path, fetched bytes as a file in ``/dev/shm`` (shared memory)
-that is unlinked when the render ends.
+file by its path, an original fetched from S3 or HTTP by its spool file
+(:mod:`imgproxy.stores.spool`), other bytes as a file in ``/dev/shm`` (shared
+memory) that is unlinked when the render ends.
 
 ``process`` is the default. ``bench/isolation.py`` (40 renders of a 2 MP JPEG
 to 1200px WebP through a real server, 2 at a time, modes alternating) could

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import TypeVar, cast
 
-from ..errors import GatewayTimeout, Unavailable
+from ..errors import GatewayTimeout, RenderTimeout, Unavailable
 from ..render import Job, Rendered, RenderJob, Result
 
 R = TypeVar("R", bound=Result)
@@ -56,8 +56,11 @@ class RendererBase:
         with self.admit():
             return cast(Rendered, await self.run(job))
 
-    def too_slow(self) -> GatewayTimeout:
-        return GatewayTimeout(f"render took longer than {self.timeout:g}s", limit="render_timeout")
+    def too_slow(self, rendering: bool) -> GatewayTimeout:
+        """The deadline passed; a :class:`RenderTimeout` if the job had its worker
+        (the input's cost), a plain 504 if it was still waiting for one (load)."""
+        kind = RenderTimeout if rendering else GatewayTimeout
+        return kind(f"render took longer than {self.timeout:g}s", limit="render_timeout")
 
     async def aclose(self) -> None:
         pass

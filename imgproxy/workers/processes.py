@@ -113,6 +113,7 @@ class ProcessRenderer(RendererBase):
             self._idle.put_nowait(worker)
 
     async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
+        worker: _Worker | None = None
         try:
             with anyio.fail_after(self.timeout):
                 worker = await self._checkout()
@@ -120,7 +121,7 @@ class ProcessRenderer(RendererBase):
                     started()
                 return await self._run(worker, job)
         except TimeoutError:
-            raise self.too_slow() from None
+            raise self.too_slow(rendering=worker is not None) from None
 
     async def _checkout(self) -> _Worker:
         while True:

@@ -24,7 +24,10 @@ class ThreadRenderer(RendererBase):
         return int(self.concurrency - self._limiter.borrowed_tokens)
 
     async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
+        began: list[bool] = []
+
         def in_thread() -> Result:
+            began.append(True)
             if started is not None:
                 started()
             return run_job(job)
@@ -35,4 +38,4 @@ class ThreadRenderer(RendererBase):
             with anyio.fail_after(self.timeout):
                 return await anyio.to_thread.run_sync(in_thread, limiter=self._limiter, abandon_on_cancel=True)
         except TimeoutError:
-            raise self.too_slow() from None
+            raise self.too_slow(rendering=bool(began)) from None

@@ -1,0 +1,99 @@
+"""Originals fetched from a network store, held as files while they wait for a render.
+
+    origin / S3 chunks ──write──> <spool folder>/orig-XXXX   one chunk in memory at a time
+                                    └─> Source(path=...) for the worker; removed after the render
+
+A fetched original is never joined into one ``bytes`` (let alone chunks *and* a
+joined copy): each chunk is written as it arrives, and the worker opens the file.
+The spool folder is ``/dev/shm`` (memory, but not the server's heap) when it is
+writable, else the temp folder; ``IMGPROXY_SPOOL_DIR`` picks another (a disk).
+
+A byte budget (``originals_budget_mb``) bounds what the originals in flight hold
+at once, downloading or waiting for a worker: past it a fetch is refused with
+503 and ``Retry-After`` at once when the ``Content-Length`` already says so,
+else as soon as its bytes pass it. A miss pile-up then costs the budget, not
+the number of misses times the size of an original.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterable
+
+from ..errors import TooLarge, Unavailable
+
+
+class Spool:
+    def __init__(self, budget: int, directory: str = "") -> None:
+        self.budget = budget
+        self.held = 0  # bytes reserved by the originals in flight
+        self._parent = directory
+        self._dir: str | None = None  # made on the first original
+
+    async def receive(self, chunks: AsyncIterable[bytes], limit: int, declared: int | None = None) -> Spooled:
+        """``chunks`` written to a spool file; 413 past ``limit`` bytes, 503 past the budget."""
+        fd, path = self._mkstemp()
+        spooled = Spooled(path, self)
+        try:
+            if declared is not None:
+                spooled.reserve(min(declared, limit))
+            async for chunk in chunks:
+                size = spooled.size + len(chunk)
+                if size > limit:
+                    raise TooLarge(f"original is over the limit of {limit} bytes", limit="max_source_bytes")
+                spooled.reserve(size)
+                _write_all(fd, chunk)  # a page-cache (or tmpfs) copy: it does not wait on the disk
+                spooled.size = size
+        except BaseException:
+            spooled.close()
+            raise
+        finally:
+            os.close(fd)
+        return spooled
+
+    def _mkstemp(self) -> tuple[int, str]:
+        if self._dir is None:
+            parent = self._parent or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+            self._dir = tempfile.mkdtemp(prefix="imgproxy-originals-", dir=parent)
+        return tempfile.mkstemp(dir=self._dir, prefix="orig-")
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+class Spooled:
+    """One original's spool file and its share of the budget; ``close()`` gives both back."""
+
+    def __init__(self, path: str, spool: Spool) -> None:
+        self.path = path
+        self.size = 0
+        self._spool = spool
+        self._reserved = 0
+
+    def reserve(self, size: int) -> None:
+        """Hold ``size`` bytes of the budget in all (never less than before)."""
+        more = size - self._reserved
+        if more <= 0:
+            return
+        if self._spool.held + more > self._spool.budget:
+            raise Unavailable("too many original bytes in flight; try again", retry_after=1,
+                              limit="originals_budget_mb")
+        self._spool.held += more
+        self._reserved += more
+
+    def close(self) -> None:
+        self._spool.held -= self._reserved
+        self._reserved = 0
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

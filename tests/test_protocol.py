@@ -1,0 +1,95 @@
+"""Request limits of the server itself (web/protocol.py, uvicorn settings), on raw sockets."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Server
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _connect(server: Server) -> socket.socket:
+    host, port = server.base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return out
+
+
+def test_oversized_headers_get_431_and_the_connection_closed(server_factory: Callable[..., Server]) -> None:
+    server = server_factory()
+    before = _rss(server.proc.pid)
+    for _ in range(5):  # 5 MB of header in all; each refused once it passes 32 KiB
+        sock = _connect(server)
+        sent = 0
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            for _ in range(64):  # 1 MiB, unless the server hangs up first
+                sock.sendall(b"a" * 16384)
+                sent += 16384
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _read_all(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 431 "), (sent, answer[:200])
+        assert b'"headers_too_large"' in answer
+    grown = _rss(server.proc.pid) - before
+    print(f"five 1 MiB headers: server RSS grew {grown / 2**20:.1f} MiB")
+    assert grown < 16 * 2**20
+    assert server.get("/healthz").status_code == 200  # and it keeps serving
+
+
+def test_slow_and_idle_connections_are_closed_within_the_header_timeout(
+        server_factory: Callable[..., Server]) -> None:
+    server = server_factory(env={"IMGPROXY_HEADER_TIMEOUT": "1.5", "IMGPROXY_KEEP_ALIVE_TIMEOUT": "30"})
+    # Slowloris: a header byte every 0.2 s, forever.
+    sock = _connect(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+    started = time.monotonic()
+    answer = b""
+    while time.monotonic() - started < 10:
+        try:
+            sock.sendall(b"X")
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sock.settimeout(0.2)
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        answer += chunk
+        if not chunk:
+            break
+    elapsed = time.monotonic() - started
+    sock.close()
+    assert elapsed < 1.5 + 1.0, elapsed
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    # Silent after connecting, and idle after a response (keep-alive is 30 s here).
+    sock = _connect(server)
+    started = time.monotonic()
+    assert _read_all(sock) == b""
+    assert time.monotonic() - started < 1.5 + 1.0
+    sock.close()
+    sock = _connect(server)
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    started = time.monotonic()
+    assert _read_all(sock).startswith(b"HTTP/1.1 200 ")
+    assert time.monotonic() - started < 1.5 + 1.0
+    sock.close()

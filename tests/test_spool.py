@@ -1,0 +1,91 @@
+"""Originals in flight (stores/spool.py): streamed to a file as they arrive, under a byte budget.
+
+Real servers on 127.0.0.1 with an HTTP origin (tests/origins.py) serving distinct
+16 MiB originals; the server's RSS is sampled while 30 misses pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Server
+from test_corpus import tree_rss
+
+PILE = 30  # concurrent misses, each on a distinct 16 MiB original
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Peaks(threading.Thread):
+    """Peak RSS of the server process alone, and of it with its render workers."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.own, self.tree, self.done = pid, 0, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.own, self.tree = max(self.own, _rss(self.pid)), max(self.tree, tree_rss(self.pid))
+
+
+async def _pile_up(server: Server, start: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=PILE)) as client:
+        return await asyncio.gather(*(client.get(server.url("thumbnail", f"big-{n}"))
+                                      for n in range(start, start + PILE)))
+
+
+def _server(server_factory: Callable[..., Server], origin: str, **env: str) -> Server:
+    return server_factory(originals=f"{origin}/img/", env={
+        "IMGPROXY_HTTP_ALLOW_PRIVATE": "1", "IMGPROXY_RENDER_THREADS": "2", **env})
+
+
+@pytest.mark.slow
+async def test_a_pile_up_of_large_misses_keeps_server_memory_bounded(
+        server_factory: Callable[..., Server], origin: str) -> None:
+    server = _server(server_factory, origin)
+    async with httpx.AsyncClient(timeout=60) as client:
+        for n in range(2):  # warm up: connections, workers (one at a time: no pile-up yet)
+            assert (await client.get(server.url("thumbnail", f"big-{n}"))).status_code == 422
+    own, tree = _rss(server.proc.pid), tree_rss(server.proc.pid)
+    peaks = Peaks(server.proc.pid)
+    peaks.start()
+    responses = await _pile_up(server, 1000)
+    peaks.done.set()
+    peaks.join()
+    statuses = sorted({r.status_code for r in responses})
+    print(f"{PILE} concurrent misses on distinct 16 MiB originals: server RSS {own >> 20} -> peak "
+          f"{peaks.own >> 20} MiB, with workers {tree >> 20} -> {peaks.tree >> 20} MiB; statuses {statuses}")
+    assert statuses == [422]  # junk, refused at the header: every one downloaded whole
+    # Before streaming to a spool (chunks, a joined copy, and uvloop's socket
+    # queues): the tree went from 158 to 1121 MiB.
+    assert peaks.own - own < 64 * 2**20
+    assert peaks.tree - tree < 96 * 2**20
+
+
+@pytest.mark.slow
+async def test_originals_over_the_byte_budget_get_503_with_retry_after(
+        server_factory: Callable[..., Server], origin: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    server = _server(server_factory, origin, IMGPROXY_ORIGINALS_BUDGET_MB="48",
+                     IMGPROXY_MAX_SOURCE_BYTES=str(32 << 20), IMGPROXY_SPOOL_DIR=str(spool))
+    responses = await _pile_up(server, 2000)
+    refused = [r for r in responses if r.status_code == 503]
+    print(f"budget 48 MiB, {PILE} x 16 MiB: {len(refused)} refused with 503")
+    assert {r.status_code for r in responses} == {422, 503}
+    assert all(r.headers["retry-after"] == "1" and r.json()["limit"] == "originals_budget_mb" for r in refused)
+    assert not list(spool.rglob("orig-*"))  # every spool file removed once its render ended
+    # The budget came back: one at a time, all of them fit.
+    async with httpx.AsyncClient(timeout=60) as client:
+        for n in range(3):
+            assert (await client.get(server.url("thumbnail", f"big-{3000 + n}"))).status_code == 422
