@@ -36,8 +36,9 @@ Served = tuple[str, Blob, str]
 
 
 def variant_key(request: VariantRequest, preset: Preset) -> str:
-    """Store key; the preset's digest retires renders of an edited preset."""
-    return f"{preset.name}/{preset.digest}/{request.id}.{request.fmt}"
+    """Store key; the preset's digest retires renders of an edited preset, and
+    a ladder width or focal point follows it: ``card/<digest>@w640/shop/42.webp``."""
+    return f"{preset.name}/{preset.digest}{request.modifiers}/{request.id}.{request.fmt}"
 
 
 @dataclass
@@ -79,7 +80,8 @@ class VariantService:
             started = time.perf_counter()
             try:
                 rendered = cast(Rendered, await self.renderer.run(
-                    RenderJob(original.source, preset, request.fmt, self.limits)
+                    RenderJob(original.source, preset.at_width(request.width) if request.width else preset,
+                              request.fmt, self.limits, focus=request.focus)
                 ))
             except ImgproxyError as exc:
                 self.failed.remember(original.identity, key, exc)

@@ -45,7 +45,7 @@ def test_one_quality_number_sets_webp_and_jpeg():
     ({"width": 0, "height": 10}, "width"),
     ({"width": 10.5, "height": 10}, "width"),
     ({"width": 10, "height": 99999}, "height"),
-    ({"width": 10, "height": 10, "fit": "fill"}, "fit"),
+    ({"width": 10, "height": 10, "fit": "stretch"}, "fit"),
     ({"width": 10, "height": 10, "quality": {"gif": 50}}, "unknown format"),
     ({"width": 10, "height": 10, "quality": {"webp": 101}}, "quality.webp"),
     ({"width": 10, "height": 10, "quality": "high"}, "quality"),
@@ -89,7 +89,7 @@ def test_a_new_field_at_its_default_changes_no_digest():
     from imgproxy import presets as module
 
     Grown = dataclasses.make_dataclass(
-        "Grown", [("gravity", str, dataclasses.field(default="centre"))], bases=(Preset,), frozen=True)
+        "Grown", [("sharpen", float, dataclasses.field(default=0.0))], bases=(Preset,), frozen=True)
     assert Grown("a", 300, 300).digest == Preset("a", 300, 300).digest
-    assert Grown("a", 300, 300, gravity="attention").digest != Preset("a", 300, 300).digest
+    assert Grown("a", 300, 300, sharpen=0.5).digest != Preset("a", 300, 300).digest
     assert module.FORMATS[:4] == ("webp", "avif", "jpg", "png")

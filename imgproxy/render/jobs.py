@@ -40,6 +40,7 @@ class RenderJob:
     preset: Preset
     fmt: str
     limits: Limits
+    focus: tuple[float, float] | None = None  # a focal point for a cover crop
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class FanoutJob:
     source: Source
     targets: tuple[tuple[Preset, str], ...]  # (preset, format) pairs
     limits: Limits
+    focus: tuple[float, float] | None = None  # the original's focal point, for every cover target
 
 
 @dataclass(frozen=True)

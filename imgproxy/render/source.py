@@ -54,8 +54,9 @@ def probe(source: Source, limits: Limits) -> tuple[Header, Source]:
     if has(image, "page-height") and frames > 1:
         height = image.get("page-height")
     profile = image.get("icc-profile-data") if has(image, "icc-profile-data") else None
+    orientation = image.get("orientation") if has(image, "orientation") else 1
     header = Header(loader=loader, width=image.width, height=height, frames=max(1, frames),
-                    icc=needs_transform(profile))
+                    icc=needs_transform(profile), swapped=orientation in (5, 6, 7, 8))
     if has(image, "heif-compression") and image.get("heif-compression") == "hevc":
         header = replace(header, loader="heif-hevc")
     if header.width * header.height > limits.max_source_pixels:

@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 import pyvips
 
+from .crop import crop_to_focus, letterbox, page_height, thumbnail_args
 from .jobs import Source
 from .metadata import field_names
 from .plan import Header, Plan
 from .source import decode_hevc
+from .watermark import watermark
 
 Step = Callable[[pyvips.Image, Plan], pyvips.Image]
 
@@ -30,22 +32,18 @@ def load(source: Source, header: Header, plan: Plan) -> pyvips.Image:
     ``thumbnail`` also applies EXIF orientation, converts CMYK to sRGB, and
     transforms an embedded profile that is not sRGB (see :mod:`.icc`).
     """
-    options: dict[str, object] = dict(
-        height=plan.height,
-        size="both" if plan.enlarge else "down",
-        crop="centre" if plan.crop else "none",
-    )
+    width, options = thumbnail_args(plan, header.upright)  # fit and gravity: crop.py
     if header.icc:
         options["output_profile"] = OUTPUT_PROFILE
     if header.loader == "heif-hevc":
-        return decode_hevc(source).thumbnail_image(plan.width, **options)
+        return decode_hevc(source).thumbnail_image(width, **options)
     loader_options = "n=-1" if plan.frames > 1 else ""
     if source.data is not None:
         return pyvips.Image.thumbnail_buffer(
-            source.data, plan.width, option_string=loader_options, **options
+            source.data, width, option_string=loader_options, **options
         )
     path = f"{source.path}[{loader_options}]" if loader_options else source.path
-    return pyvips.Image.thumbnail(path, plan.width, **options)
+    return pyvips.Image.thumbnail(path, width, **options)
 
 
 def load_shared(source: Source, header: Header, scale: float, frames: int) -> pyvips.Image:
@@ -68,11 +66,10 @@ def load_shared(source: Source, header: Header, scale: float, frames: int) -> py
 
 
 def resize(base: pyvips.Image, plan: Plan) -> pyvips.Image:
-    """``plan``'s variant from a decoded, upright base (see :func:`load_shared`)."""
-    return base.thumbnail_image(
-        plan.width, height=plan.height, size="both" if plan.enlarge else "down",
-        crop="centre" if plan.crop else "none",
-    )
+    """``plan``'s variant from a decoded, upright base (see :func:`load_shared`):
+    every fit and gravity, a focal point too, as :func:`load` does."""
+    width, options = thumbnail_args(plan, (base.width, page_height(base)))
+    return base.thumbnail_image(width, **options)
 
 
 def to_srgb(image: pyvips.Image, plan: Plan) -> pyvips.Image:
@@ -106,4 +103,4 @@ def strip_gps(image: pyvips.Image, plan: Plan) -> pyvips.Image:
     return image
 
 
-PIPELINE: tuple[Step, ...] = (to_srgb, flatten, strip_gps)
+PIPELINE: tuple[Step, ...] = (to_srgb, crop_to_focus, letterbox, watermark, flatten, strip_gps)
