@@ -8,7 +8,7 @@ import httpx
 import pytest
 import pyvips
 from artwork import SUBJECT_RADIUS, decode, red_share, subject, write_presets
-from conftest import add_original, corpus
+from conftest import corpus
 
 from imgproxy import sign_url
 from imgproxy.presets import Preset
