@@ -48,7 +48,7 @@ def test_opacity_blends_and_every_frame_is_marked(presets):
     grey = pyvips.Image.black(200, 200).new_from_image([128, 128, 128]).copy(interpretation="srgb")
     grey.pngsave(str(folder / "grey.png"))
     image = decode(run_job(RenderJob(Source(path=str(folder / "grey.png")), faint, "png", Limits())).body)
-    r, g, b = image(40, 25)[:3]
+    r, _, b = image(40, 25)[:3]
     assert abs(r - 64) <= 2 and abs(b - 191) <= 2  # half blue over grey, not black fringes
     assert image.bands == 3  # an opaque variant stays opaque
     anim = Source(path=str(corpus("animated/sharp__rotating-squares.webp")))
@@ -68,7 +68,7 @@ def test_the_marks_content_is_in_the_digest_and_a_missing_mark_stops_start_up(tm
     assert before != after  # a new mark: new variant keys
     assert load_presets(presets)["shop-plain"].digest == Preset("x", 400, 400).digest
     (tmp_path / "mark.png").unlink()
-    with pytest.raises(PresetError, match="shop.*watermark"):
+    with pytest.raises(PresetError, match=r"shop.*watermark"):
         load_presets(presets)
 
 
