@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import KEY, ROOT, add_original, corpus
+
 from imgproxy import sign_url
 from imgproxy.app import App, create_app
 from imgproxy.config import Settings
