@@ -120,7 +120,19 @@ def cmd_sign(args: argparse.Namespace) -> int:
     if args.preset not in presets:
         print(f"imgproxy: unknown preset {args.preset!r}; known: {', '.join(presets)}", file=sys.stderr)
         return 2
-    print(variant_url(resolve_keys(settings)[0], args.preset, args.id, args.format, args.base_url))
+    from .modifiers import check_modifiers, parse_focus
+    from .srcset import srcset
+
+    preset, key = presets[args.preset], resolve_keys(settings)[0]
+    focus = parse_focus(args.focus) if args.focus else None
+    check_modifiers(args.width, focus, preset)
+    if args.srcset:
+        if not preset.widths:
+            print(f"imgproxy: preset {args.preset!r} has no widths", file=sys.stderr)
+            return 2
+        print(srcset(key, args.preset, args.id, args.format, preset.widths, args.base_url, focus=focus))
+        return 0
+    print(variant_url(key, args.preset, args.id, args.format, args.base_url, width=args.width, focus=focus))
     return 0
 
 
@@ -219,6 +231,9 @@ def parser() -> argparse.ArgumentParser:
     sign.add_argument("--inline", action="store_true", help="download link shown in the browser, not saved")
     sign.add_argument("--format", default="webp", choices=(*FORMATS, AUTO))
     sign.add_argument("--base-url", default="", help="e.g. https://img.example.com")
+    sign.add_argument("--width", type=int, help="a width from the preset's widths")
+    sign.add_argument("--focus", help="focal point x,y as fractions 0..1, e.g. 0.8,0.3 (fit = cover)")
+    sign.add_argument("--srcset", action="store_true", help="print a srcset attribute of every width")
     sign.set_defaults(func=cmd_sign)
 
     warm = sub.add_parser("warm", help="pre-render variants: here with fan-out jobs, through a server, or via SQS")

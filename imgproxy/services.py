@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
+
 from .cache.memory import memory_tier
 from .clients import Clients
 from .config import Settings
 from .errors import ImgproxyError
 from .keys import resolve_keys
-from .presets import Preset, load_presets
+from .presets import Preset, PresetError, load_presets
 from .render import Limits, Rendered, RenderJob, Source
 from .stores import OriginalStore, VariantStore
 from .variants import VariantService
@@ -105,6 +109,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(clients.aclose)
         originals: OriginalStore = await open_store(ORIGINAL_STORES, s.originals, s, clients)
         stack.push_async_callback(originals.aclose)
+        presets = await _resolve_watermarks(presets, originals, stack)  # a missing one stops start-up
         store: VariantStore = await open_store(VARIANT_STORES, s.variants, s, clients)
         stack.push_async_callback(store.aclose)
         renderer = await open_renderer(s)
@@ -113,3 +118,32 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         variants = VariantService(originals, store, memory, renderer, limits(s),
                                   avif_effort=s.avif_effort, avif_eager_effort=s.avif_eager_effort)
         yield Services(s, presets, keys, originals, store, renderer, variants, clients)
+
+
+async def _resolve_watermarks(presets: Mapping[str, Preset], originals: OriginalStore,
+                              stack: AsyncExitStack) -> dict[str, Preset]:
+    """Watermarks named by an original's id, read once at start-up. A local
+    store gives its file's path; an S3 or HTTP original is fetched once and
+    kept in a private folder of this process for its render workers."""
+    resolved = dict(presets)
+    folder = ""
+    for name, preset in presets.items():
+        mark = preset.watermark
+        if mark is None or mark.sha256:
+            continue  # none, or a bundled file read by load_presets
+        try:
+            original = await originals.fetch(mark.image)
+        except ImgproxyError as exc:
+            raise PresetError(f"preset {name!r}: watermark {mark.image!r}: {exc.detail}") from exc
+        try:
+            path = original.source.path
+            if path is None or original.spooled is not None:  # fetched: keep a copy of our own
+                if not folder:
+                    folder = tempfile.mkdtemp(prefix="imgproxy-watermarks-")
+                    stack.callback(shutil.rmtree, folder, True)
+                path = f"{folder}/{name}"
+                await anyio.Path(path).write_bytes(original.source.read())
+        finally:
+            original.close()
+        resolved[name] = preset.with_watermark_file(path)
+    return resolved

@@ -7,6 +7,9 @@
 Every URL is exactly one string: the raw path may hold no percent-escapes
 (nothing in an id needs them), and the query's parameters are exactly these,
 in this order.
+
+The preset segment may carry a ladder width and a focal point,
+``<preset>@w640@f0.8x0.3`` (:mod:`imgproxy.modifiers`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from urllib.parse import quote
 
 from .errors import BadRequest, Forbidden
 from .formats import AUTO, FORMATS, OUTPUTS
+from .modifiers import Focus, format_modifiers, parse_modifiers
 from .presets import NAME as _PRESET
 from .signing import canonical, meta_canonical, original_canonical, sign
 
@@ -33,10 +37,16 @@ class VariantRequest:
     preset: str
     id: str
     fmt: str
+    width: int | None = None  # a width from the preset's ladder
+    focus: Focus | None = None  # a focal point, fractions of the oriented original
+
+    @property
+    def modifiers(self) -> str:
+        return format_modifiers(self.width, self.focus)
 
     @property
     def canonical(self) -> str:
-        return canonical(self.preset, self.id, self.fmt)
+        return canonical(self.preset + self.modifiers, self.id, self.fmt)
 
     @property
     def content_type(self) -> str:
@@ -55,13 +65,15 @@ def check_id(id: str) -> str:
 
 def parse_path(path: str) -> VariantRequest:
     """``<preset>/<id>.<fmt>`` (the part after ``/v/``) to a request."""
-    preset, sep, rest = path.partition("/")
+    segment, sep, rest = path.partition("/")
+    preset, *modifiers = segment.split("@")
     if not sep or not _PRESET.fullmatch(preset):
         raise BadRequest("expected /v/<preset>/<id>.<format>")
     id, dot, fmt = rest.rpartition(".")
     if not dot:
         raise BadRequest("expected /v/<preset>/<id>.<format>")
-    return VariantRequest(preset, check_id(id), check_format(fmt))
+    width, focus = parse_modifiers(modifiers)
+    return VariantRequest(preset, check_id(id), check_format(fmt), width, focus)
 
 
 def check_format(fmt: str) -> str:
@@ -85,9 +97,10 @@ def signature_from_query(query: bytes) -> str:
         raise Forbidden("bad signature") from None
 
 
-def variant_url(key: str, preset: str, id: str, fmt: str, base_url: str = "") -> str:
-    request = VariantRequest(preset, check_id(id), check_format(fmt))
-    path = f"{PREFIX}{quote(request.canonical, safe='/')}"
+def variant_url(key: str, preset: str, id: str, fmt: str, base_url: str = "", *,
+                width: int | None = None, focus: Focus | None = None) -> str:
+    request = VariantRequest(preset, check_id(id), check_format(fmt), width, focus)
+    path = f"{PREFIX}{quote(request.canonical, safe='/@')}"
     return f"{base_url.rstrip('/')}{path}?s={sign(key, request.canonical)}"
 
 

@@ -73,8 +73,9 @@ META_VERSION = "v1"
 
 
 def variant_key(request: VariantRequest, preset: Preset) -> str:
-    """Store key; the preset's digest retires renders of an edited preset."""
-    return f"{preset.name}/{preset.digest}/{request.id}.{request.fmt}"
+    """Store key; the preset's digest retires renders of an edited preset, and
+    a ladder width or focal point follows it: ``card/<digest>@w640/shop/42.webp``."""
+    return f"{preset.name}/{preset.digest}{request.modifiers}/{request.id}.{request.fmt}"
 
 
 def variant_metadata(preset: Preset, original: Original) -> dict[str, str]:
@@ -123,7 +124,8 @@ class VariantService:
         """``get``, plus the render's :class:`Timings` for the request that rendered."""
 
         async def render(original: Original, timings: Timings) -> tuple[bytes, dict[str, str]]:
-            job = RenderJob(original.source, preset, request.fmt, self.limits, self.avif_effort)
+            shaped = preset.at_width(request.width) if request.width else preset
+            job = RenderJob(original.source, shaped, request.fmt, self.limits, self.avif_effort, focus=request.focus)
             rendered = cast(Rendered, await self._run(job, timings))
             RENDER_SECONDS.labels(request.fmt).observe(timings.render)
             RENDERS.labels(preset.name, request.fmt).inc()

@@ -18,7 +18,7 @@ LAYERS = {
     "cache": 2, "stores": 2, "workers": 2, "clients": 2, "queue": 2,
     "render": 1,
     "errors": 0, "formats": 0, "presets": 0, "config": 0, "signing": 0, "urls": 0,
-    "caching": 0, "keys": 0, "metrics": 0, "__init__": 0,
+    "caching": 0, "keys": 0, "metrics": 0, "__init__": 0, "modifiers": 0, "srcset": 0,
 }
 NOT_IN_RENDER = {"starlette", "uvicorn", "httpx", "httpcore", "aioboto3", "botocore", "aiohttp", "anyio"}
 

@@ -45,7 +45,7 @@ def test_one_quality_number_sets_webp_and_jpeg():
     ({"width": 0, "height": 10}, "width"),
     ({"width": 10.5, "height": 10}, "width"),
     ({"width": 10, "height": 99999}, "height"),
-    ({"width": 10, "height": 10, "fit": "fill"}, "fit"),
+    ({"width": 10, "height": 10, "fit": "stretch"}, "fit"),
     ({"width": 10, "height": 10, "quality": {"bmp": 50}}, "unknown format"),
     ({"width": 10, "height": 10, "quality": {"webp": 101}}, "quality.webp"),
     ({"width": 10, "height": 10, "quality": "high"}, "quality"),
@@ -89,9 +89,9 @@ def test_a_new_field_at_its_default_changes_no_digest():
     from imgproxy import presets as module
 
     Grown = dataclasses.make_dataclass(
-        "Grown", [("gravity", str, dataclasses.field(default="centre"))], bases=(Preset,), frozen=True)
+        "Grown", [("sharpen", float, dataclasses.field(default=0.0))], bases=(Preset,), frozen=True)
     assert Grown("a", 300, 300).digest == Preset("a", 300, 300).digest
-    assert Grown("a", 300, 300, gravity="attention").digest != Preset("a", 300, 300).digest
+    assert Grown("a", 300, 300, sharpen=0.5).digest != Preset("a", 300, 300).digest
     assert module.FORMATS[:4] == ("webp", "avif", "jpg", "png")
 
 
@@ -120,3 +120,39 @@ def test_quality_auto():
                           ({"quality": "auto", "auto_target": "high"}, "auto_target")]:
         with pytest.raises(PresetError, match=message):
             parse_presets({"x": {"width": 10, "height": 10, **body}})
+
+
+def test_art_direction_fields_at_their_defaults_change_no_digest():
+    """gravity, background, widths and watermark (issue 15) left at their defaults
+    hash exactly as before, so no shipped variant is re-rendered."""
+    shipped = load_presets(SHIPPED)
+    for name, preset in shipped.items():
+        explicit = Preset(name, preset.width, preset.height, fit=preset.fit, enlarge=preset.enlarge,
+                          strip=preset.strip, quality=preset.quality, gravity="centre",
+                          background="#ffffff", widths=(), watermark=None)
+        assert explicit.digest == preset.digest, name
+    assert {name: shipped[name].digest for name in PINNED} == PINNED
+    # A ladder renders nothing differently, so it is not hashed; the rest is.
+    base = Preset("a", 1280, 720, fit="cover")
+    assert Preset("a", 1280, 720, fit="cover", widths=(320, 640)).digest == base.digest
+    assert Preset("a", 1280, 720, fit="cover", gravity="attention").digest != base.digest
+    assert Preset("a", 1280, 720, fit="contain", background="#000000").digest != \
+        Preset("a", 1280, 720, fit="contain").digest
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"gravity": "attention"}, "gravity needs fit = 'cover'"),
+    ({"fit": "cover", "gravity": "up"}, "gravity must be one of"),
+    ({"background": "#000000"}, "background needs fit = 'contain'"),
+    ({"fit": "contain", "background": "black"}, "background must be"),
+    ({"widths": [640, 320]}, "widths must be increasing"),
+    ({"widths": [320, 2000]}, "widths must be increasing"),
+    ({"watermark": {"position": "south"}}, "watermark must be a table"),
+    ({"watermark": {"image": "file:x.png", "opacity": 2}}, "watermark.opacity"),
+    ({"watermark": {"image": "file:x.png", "position": "top"}}, "watermark.position"),
+    ({"watermark": {"image": "file:missing.png"}}, "watermark"),
+])
+def test_bad_art_direction_fields(body, message):
+    with pytest.raises(PresetError, match=message) as info:
+        parse_presets({"broken": {"width": 1000, "height": 1000, **body}})
+    assert "broken" in str(info.value)

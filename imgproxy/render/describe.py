@@ -16,11 +16,14 @@ from typing import Any
 
 import pyvips
 
+from ..formats import PLUGINS
+from . import plugins
 from .exif import read_exif
 from .icc import description
 from .jobs import MetaJob, Source
 from .metadata import has
-from .source import decode_hevc, probe
+from .plan import Header
+from .source import probe
 
 THUMB = 32  # px, the longer side of the placeholder thumbnail
 LQIP = 16  # px, the longer side of the LQIP image
@@ -53,7 +56,7 @@ def document(job: MetaJob) -> dict[str, Any]:
     }
     if job.gps:
         doc["gps"] = gps
-    doc["placeholder"] = placeholders(_thumbnail(source, header.loader, header.icc))
+    doc["placeholder"] = placeholders(_thumbnail(source, header))
     return doc
 
 
@@ -70,13 +73,14 @@ def _format(loader: str, image: pyvips.Image) -> str:
     return _FORMATS.get(name, name)
 
 
-def _thumbnail(source: Source, loader: str, icc: bool) -> pyvips.Image:
+def _thumbnail(source: Source, header: Header) -> pyvips.Image:
     """Upright, 8-bit sRGB (with alpha if any), at most :data:`THUMB` px a side, in memory."""
     options: dict[str, object] = {"height": THUMB, "size": "down"}
-    if icc:
+    if header.icc:
         options["output_profile"] = "srgb"
-    if loader == "heif-hevc":
-        image = decode_hevc(source).thumbnail_image(THUMB, **options)
+    if header.loader in PLUGINS:  # HEVC HEIC, RAW, JPEG XL, APNG: decoded outside libvips
+        scale = THUMB / max(header.width, header.height, 1)
+        image = plugins.decode(source, header, scale=scale).thumbnail_image(THUMB, **options)
     elif source.data is not None:
         image = pyvips.Image.thumbnail_buffer(source.data, THUMB, **options)
     else:

@@ -42,6 +42,7 @@ class RenderJob:
     fmt: str
     limits: Limits
     avif_effort: int | None = None  # None: the format's own (formats.py)
+    focus: tuple[float, float] | None = None  # a focal point for a cover crop
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class FanoutJob:
     targets: tuple[tuple[Preset, str], ...]  # (preset, format) pairs
     limits: Limits
     avif_effort: int | None = None  # eager renders may spend more (IMGPROXY_AVIF_EAGER_EFFORT)
+    focus: tuple[float, float] | None = None  # the original's focal point, for every cover target
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def _finish(image: pyvips.Image, plan: Plan) -> Rendered:
 def render(job: RenderJob) -> Rendered:
     with _mapped():
         header, source = probe(job.source, job.limits)
-        plan = make_plan(header, job.preset, job.fmt, job.limits, job.avif_effort)
+        plan = make_plan(header, job.preset, job.fmt, job.limits, avif_effort=job.avif_effort, focus=job.focus)
         return _finish(load(source, header, plan), plan)
 
 
@@ -67,7 +67,7 @@ def render_many(job: FanoutJob) -> Fanned:
     plans: dict[int, Plan] = {}
     for i, (preset, fmt) in enumerate(job.targets):
         try:
-            plans[i] = make_plan(header, preset, fmt, job.limits, job.avif_effort)
+            plans[i] = make_plan(header, preset, fmt, job.limits, avif_effort=job.avif_effort, focus=job.focus)
         except ImgproxyError as exc:
             results[i] = exc
     for frames in sorted({plan.frames for plan in plans.values()}):

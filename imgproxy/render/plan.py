@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..errors import TooLarge
 from ..formats import ANIMATED_LOADERS, OUTPUTS
-from ..presets import AUTO, Preset
+from ..presets import AUTO, POSITIONS, Preset, Watermark
 from .autoquality import LADDERS
 
 
@@ -35,6 +35,11 @@ class Header:
     frames: int
     icc: bool = False  # has an embedded profile that is not sRGB
     alpha: bool = False  # has an alpha channel (``auto`` picks PNG over JPEG for it)
+    swapped: bool = False  # EXIF orientation 5..8: upright, width and height trade places
+
+    @property
+    def upright(self) -> tuple[int, int]:
+        return (self.height, self.width) if self.swapped else (self.width, self.height)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +58,17 @@ class Plan:
     effort: int | None = None  # encoder effort instead of the format's own (AVIF)
 
 
+    fit: str = "inside"
+    #: ``crop`` only: libvips' crop (``centre``, ``attention``, ``entropy``), or
+    #: ``focus`` to scale to cover and cut the box around ``focus``.
+    gravity: str = "centre"
+    focus: tuple[float, float] | None = None
+    background: tuple[int, int, int, int] = (255, 255, 255, 255)
+    watermark: Watermark | None = None
+
+
 def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits,
-              avif_effort: int | None = None) -> Plan:
+              avif_effort: int | None = None, focus: tuple[float, float] | None = None) -> Plan:
     output = OUTPUTS[fmt]
     animate = header.frames > 1 and header.loader in ANIMATED_LOADERS and output.animates
     frames = header.frames if animate else 1
@@ -87,6 +101,13 @@ def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits,
     quality = preset.quality[fmt]
     # An animation gets the format's default quality: a search would encode every frame each step.
     auto = quality == AUTO and frames == 1
+    gravity = preset.gravity
+    if preset.fit == "cover" and (focus is not None or (gravity in POSITIONS and gravity != "centre")):
+        focus, gravity = focus or POSITIONS[gravity], "focus"
+    if preset.fit == "cover" and frames > 1 and gravity != "focus":
+        # libvips would crop a strip of frames as one tall image: every frame is
+        # cut by crop.py instead, around the centre (no smart crop of animations).
+        focus, gravity = (0.5, 0.5), "focus"
     return Plan(
         width=preset.width,
         height=preset.height,
@@ -100,14 +121,25 @@ def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits,
         chroma=preset.chroma,
         target=preset.auto_target if auto else None,
         effort=avif_effort if fmt == "avif" else None,
+        fit=preset.fit,
+        gravity=gravity,
+        focus=focus if gravity == "focus" else None,
+        background=_rgba(preset.background),
+        watermark=preset.watermark,
     )
+
+
+def _rgba(colour: str) -> tuple[int, int, int, int]:
+    hex = colour.removeprefix("#") + ("ff" if len(colour) == 7 else "")
+    r, g, b, a = (int(hex[i:i + 2], 16) for i in range(0, 8, 2))
+    return r, g, b, a
 
 
 def scale_of(header: Header, plan: Plan) -> float:
     """The scale from the source to ``plan``'s output, whichever way the
     source turns out to be oriented (the larger of the two)."""
     def fit(w: int, h: int) -> float:
-        pick = max if plan.crop else min
+        pick = max if plan.fit in ("cover", "fill") else min
         return pick(plan.width / w, plan.height / h)
 
     scale = max(fit(header.width, header.height), fit(header.height, header.width))
@@ -119,6 +151,8 @@ def output_size(width: int, height: int, preset: Preset) -> tuple[int, int]:
 
     An upper bound used for limits; libvips rounds the same way to within a pixel.
     """
+    if preset.fit in ("contain", "fill"):
+        return preset.width, preset.height  # always exactly the box
     if preset.fit == "cover":
         scale = max(preset.width / width, preset.height / height)
     else:

@@ -97,8 +97,10 @@ def _probe_vips(source: Source, fmt: str) -> tuple[Header, Source]:
     if has(image, "page-height") and frames > 1:
         height = image.get("page-height")
     profile = image.get("icc-profile-data") if has(image, "icc-profile-data") else None
+    orientation = image.get("orientation") if has(image, "orientation") else 1
     header = Header(loader=loader, width=image.width, height=height, frames=max(1, frames),
-                    icc=needs_transform(profile), alpha=bool(image.hasalpha()))
+                    icc=needs_transform(profile), alpha=bool(image.hasalpha()),
+                    swapped=orientation in (5, 6, 7, 8))
     if has(image, "heif-compression") and image.get("heif-compression") == "hevc":
         header = replace(header, loader="heif-hevc")
     return header, source

@@ -13,9 +13,11 @@ import pyvips
 
 from ..formats import PLUGINS
 from . import plugins
+from .crop import crop_to_focus, letterbox, page_height, thumbnail_args
 from .jobs import Source
 from .metadata import field_names
 from .plan import Header, Plan
+from .watermark import watermark
 
 Step = Callable[[pyvips.Image, Plan], pyvips.Image]
 
@@ -31,49 +33,16 @@ def load(source: Source, header: Header, plan: Plan) -> pyvips.Image:
     ``thumbnail`` also applies EXIF orientation, converts CMYK to sRGB, and
     transforms an embedded profile that is not sRGB (see :mod:`.icc`).
     """
-    options: dict[str, object] = dict(
-        height=plan.height,
-        size="both" if plan.enlarge else "down",
-        crop="centre" if plan.crop else "none",
-    )
+    width, options = thumbnail_args(plan, header.upright)  # fit and gravity: crop.py
     if header.icc:
         options["output_profile"] = OUTPUT_PROFILE
-    width = plan.width
-    cover_pages = plan.frames > 1 and plan.crop
-    if cover_pages:  # libvips would crop the stack of pages, not each page
-        width, options["height"] = _cover_size(header.width, header.height, plan)
-        options["crop"] = "none"
     if header.loader in PLUGINS:
-        image = _thumbnail_pages(plugins.decode(source, header, plan), width, options)
-    else:
-        loader_options = "n=-1" if plan.frames > 1 else ""
-        if source.data is not None:
-            image = pyvips.Image.thumbnail_buffer(source.data, width, option_string=loader_options, **options)
-        else:
-            path = f"{source.path}[{loader_options}]" if loader_options else source.path
-            image = pyvips.Image.thumbnail(path, width, **options)
-    return _crop_pages(image, plan.width, plan.height) if cover_pages else image
-
-
-def _cover_size(width: int, height: int, plan: Plan) -> tuple[int, int]:
-    scale = max(plan.width / width, plan.height / height)
-    if not plan.enlarge:
-        scale = min(scale, 1.0)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _crop_pages(image: pyvips.Image, width: int, height: int) -> pyvips.Image:
-    """The centre ``width`` x ``height`` of every page of an animation."""
-    page = image.get("page-height") if image.get_typeof("page-height") else image.height
-    w, h = min(width, image.width), min(height, page)
-    left, top = (image.width - w) // 2, (page - h) // 2
-    pages = [image.crop(left, y + top, w, h) for y in range(0, image.height, page)]
-    out = pyvips.Image.arrayjoin(pages, across=1).copy()
-    out.set_type(pyvips.GValue.gint_type, "page-height", h)
-    for name in ("delay", "loop"):
-        if image.get_typeof(name):
-            out.set_type(image.get_typeof(name), name, image.get(name))
-    return out
+        return _thumbnail_pages(plugins.decode(source, header, plan), width, options)
+    loader_options = "n=-1" if plan.frames > 1 else ""
+    if source.data is not None:
+        return pyvips.Image.thumbnail_buffer(source.data, width, option_string=loader_options, **options)
+    path = f"{source.path}[{loader_options}]" if loader_options else source.path
+    return pyvips.Image.thumbnail(path, width, **options)
 
 
 def load_shared(source: Source, header: Header, scale: float, frames: int) -> pyvips.Image:
@@ -112,15 +81,10 @@ def _thumbnail_pages(image: pyvips.Image, width: int, options: dict[str, object]
 
 
 def resize(base: pyvips.Image, plan: Plan) -> pyvips.Image:
-    """``plan``'s variant from a decoded, upright base (see :func:`load_shared`)."""
-    options: dict[str, object] = dict(height=plan.height, size="both" if plan.enlarge else "down",
-                                      crop="centre" if plan.crop else "none")
-    if plan.frames > 1 and plan.crop:
-        page = base.get("page-height") if base.get_typeof("page-height") else base.height
-        width, options["height"] = _cover_size(base.width, page, plan)
-        options["crop"] = "none"
-        return _crop_pages(_thumbnail_pages(base, width, options), plan.width, plan.height)
-    return _thumbnail_pages(base, plan.width, options)
+    """``plan``'s variant from a decoded, upright base (see :func:`load_shared`):
+    every fit and gravity, a focal point too, as :func:`load` does."""
+    width, options = thumbnail_args(plan, (base.width, page_height(base)))
+    return _thumbnail_pages(base, width, options)
 
 
 def to_srgb(image: pyvips.Image, plan: Plan) -> pyvips.Image:
@@ -154,4 +118,4 @@ def strip_gps(image: pyvips.Image, plan: Plan) -> pyvips.Image:
     return image
 
 
-PIPELINE: tuple[Step, ...] = (to_srgb, flatten, strip_gps)
+PIPELINE: tuple[Step, ...] = (to_srgb, crop_to_focus, letterbox, watermark, flatten, strip_gps)

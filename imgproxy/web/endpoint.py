@@ -5,7 +5,7 @@ lookups and two ``send`` calls, with no framework objects built per request.
       1. query: exactly one ``s``                   400 / 403 (308 to it: canonical.py)
       2. parse preset, id, format                   400
       3. signature over the raw path                403
-      4. preset known                               404
+      4. preset known; its width ladder, crop       404 / 400
       5. memory -> store -> render (variants.py)    404 / 413 / 415 / 422 / 503 / 504
       6. If-None-Match                              304
 """
@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound
 from ..formats import AUTO, OUTPUTS
 from ..metrics import OUTCOME, REQUESTS
+from ..modifiers import check_modifiers
 from ..presets import Preset
 from ..signing import verify
 from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
@@ -132,6 +133,7 @@ class VariantEndpoint:
         preset = self.presets.get(request.preset)
         if preset is None:
             raise NotFound(f"unknown preset {request.preset!r}")
+        check_modifiers(request.width, request.focus, preset)  # 400: a width off the ladder, ...
         return request, preset
 
 
