@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import secrets
+import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,27 +72,30 @@ class LocalOriginals:
     async def open(cls, url: str, settings: Settings, clients: Clients) -> LocalOriginals:
         return cls(file_path(url), settings.max_source_bytes)
 
-    def _find(self, id: str) -> Original:
+    def _lookup(self, id: str) -> tuple[str, os.stat_result] | None:
+        """The key ``id`` is stored under (``<id>`` or ``<id>.<ext>``) and its stat, or None."""
         base = self.root / id
         for suffix in _CANDIDATE_SUFFIXES:
-            candidate = base.with_name(base.name + suffix)
             try:
-                st = candidate.stat()
+                st = base.with_name(base.name + suffix).stat()
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
                 raise _os_error(exc, "originals") from None
-            if not candidate.is_file():
-                continue
-            path = _inside(self.root, f"{id}{suffix}")
-            if st.st_size > self.max_bytes:
-                raise TooLarge(
-                    f"original is {st.st_size} bytes; the limit is {self.max_bytes}",
-                    limit="max_source_bytes",
-                )
-            key = f"{id}{suffix}"
-            return Original(key, f"{key}:{st.st_size}:{st.st_mtime_ns}", Source(path=str(path)))
-        raise NotFound("no such original")
+            if stat.S_ISREG(st.st_mode):
+                return f"{id}{suffix}", st
+        return None
+
+    def _find(self, id: str) -> Original:
+        found = self._lookup(id)
+        if found is None:
+            raise NotFound("no such original")
+        key, st = found
+        path = _inside(self.root, key)
+        if st.st_size > self.max_bytes:
+            raise TooLarge(f"original is {st.st_size} bytes; the limit is {self.max_bytes}",
+                           limit="max_source_bytes")
+        return Original(key, f"{key}:{st.st_size}:{st.st_mtime_ns}", Source(path=str(path)))
 
     async def fetch(self, id: str) -> Original:
         return await anyio.to_thread.run_sync(self._find, id)
@@ -138,21 +142,13 @@ class LocalOriginals:
                 yield chunk
 
     def _locate(self, id: str) -> Located:
-        base = self.root / id
-        for suffix in _CANDIDATE_SUFFIXES:
-            candidate = base.with_name(base.name + suffix)
-            try:
-                st = candidate.stat()
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as exc:
-                raise _os_error(exc, "originals") from None
-            if candidate.is_file():
-                _inside(self.root, f"{id}{suffix}")
-                key = f"{id}{suffix}"
-                tag = hashlib.blake2b(f"{key}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode(), digest_size=12)
-                return Located(key, st.st_size, f'"{tag.hexdigest()}"', st.st_mtime)
-        raise NotFound("no such original")
+        found = self._lookup(id)
+        if found is None:
+            raise NotFound("no such original")
+        key, st = found
+        _inside(self.root, key)
+        tag = hashlib.blake2b(f"{key}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode(), digest_size=12)
+        return Located(key, st.st_size, f'"{tag.hexdigest()}"', st.st_mtime)
 
     async def locate(self, id: str) -> Located:
         return await anyio.to_thread.run_sync(self._locate, id)
@@ -196,11 +192,8 @@ class LocalOriginals:
         return await anyio.to_thread.run_sync(self._key_of, id)
 
     def _key_of(self, id: str) -> str | None:
-        base = self.root / id
-        for suffix in _CANDIDATE_SUFFIXES:
-            if base.with_name(base.name + suffix).is_file():
-                return f"{id}{suffix}"
-        return None
+        found = self._lookup(id)
+        return found[0] if found is not None else None
 
     async def delete(self, key: str) -> bool:
         path = self._path(key)
