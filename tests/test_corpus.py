@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TESTIMAGES, Server, start_server
+from conftest import TESTIMAGES, Server, descendants, start_server
 
 PRESETS = ("thumbnail", "thumb-square", "preview")
 FORMATS = ("webp", "avif", "jpg", "png")
@@ -39,17 +39,8 @@ MAGIC = {
 
 def tree_rss(root: int) -> int:
     """Resident bytes of ``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, ()))
+    total = 0
+    for pid in (root, *descendants(root)):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -26,7 +26,7 @@ import httpx
 import pytest
 import pyvips
 import yaml
-from conftest import KEY, ROOT, free_port
+from conftest import KEY, ROOT, descendants, free_port
 
 from imgproxy import sign_url
 
@@ -213,22 +213,6 @@ def run_args(name: str, *env: str) -> list[str]:
     """
     flags = [arg for e in env for arg in ("-e", e)]
     return ["buildah", "--storage-driver=vfs", "run", "--isolation", "chroot", "--network", "host", *flags, name, "--"]
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def uids(pid: int) -> set[int]:
