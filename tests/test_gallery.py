@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import pyvips
 
 from imgproxy.demo import SAMPLES, seed
 
@@ -41,13 +42,13 @@ def test_every_picture_has_three_formats_srcsets_and_a_size(gallery):
     assert [s["type"] for s in sources[:2]] == ["image/avif", "image/webp"]
     for img in images:
         assert img["loading"] == "lazy" and int(img["width"]) > 0 and int(img["height"]) > 0
-        assert img["sizes"] and " 300w" in img["srcset"]
+        assert img["sizes"] and "/v/web@w320/" in img["srcset"] and " 320w" in img["srcset"]
     for attrs in sources + images:
         for candidate in attrs["srcset"].split(", "):
             url, width = candidate.rsplit(" ", 1)
-            got = gallery.get(url)  # signed server-side: every URL renders
+            got = gallery.get(url)  # signed server-side: every URL renders, at the width it claims
             assert got.status_code == 200, (url, got.text)
-            assert width.endswith("w")
+            assert pyvips.Image.new_from_buffer(got.content, "").width == int(width.removesuffix("w"))
 
 
 def _devtools_port(profile: Path, proc: subprocess.Popen[bytes]) -> str:

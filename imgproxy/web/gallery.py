@@ -1,8 +1,9 @@
 """``GET /`` in development: a gallery of the sample originals (:mod:`imgproxy.demo`).
 
 Each image is a ``<picture>`` with AVIF and WebP ``<source>``s and a JPEG
-``<img>``; each ``srcset`` lists the widths the presets ``thumbnail``,
-``preview`` and ``web`` render of that original, ``sizes`` lets the browser
+``<img>``; each ``srcset`` lists the width ladder of the ``web`` preset
+(``widths``, URLs ``web@w<width>``), or without one the widths the presets
+``thumbnail``, ``preview`` and ``web`` render, ``sizes`` lets the browser
 pick, ``width``/``height`` reserve the space (no layout shift), and
 ``loading="lazy"`` defers what is off-screen. URLs are signed here with the
 first key; the browser picks the first format it decodes.
@@ -48,21 +49,36 @@ def page(key: str, presets: Mapping[str, Preset]) -> str:
                         figures="\n".join(_figure(key, usable, id) for id in SAMPLES))
 
 
+def _candidates(presets: list[Preset], width: int, height: int) -> dict[int, tuple[Preset, int | None]]:
+    """Output width -> (preset, ladder width or None): each width once."""
+    ladder = next((p for p in presets if p.name == "web" and p.widths), None)
+    if ladder is not None:
+        found: dict[int, tuple[Preset, int | None]] = {
+            output_size(width, height, ladder.at_width(w))[0]: (ladder, w) for w in ladder.widths}
+        return {w: found[w] for w in found if w <= width} or found  # no upscaled duplicates
+    candidates: dict[int, tuple[Preset, int | None]] = {}
+    for preset in presets:
+        candidates.setdefault(output_size(width, height, preset)[0], (preset, None))
+    return candidates
+
+
 def _figure(key: str, presets: list[Preset], id: str) -> str:
     width, height = SIZES[id]
-    widths: dict[int, Preset] = {}  # one preset per distinct width: a srcset lists each width once
-    for preset in presets:
-        widths.setdefault(output_size(width, height, preset)[0], preset)
+    widths = _candidates(presets, width, height)
     largest = max(widths)
-    shown = output_size(width, height, widths[largest])
+    preset, rung = widths[largest]
+    shown = output_size(width, height, preset.at_width(rung) if rung else preset)
     sizes = f"(max-width: {largest + _MARGINS}px) calc(100vw - {_MARGINS}px), {largest}px"
 
+    def url(fmt: str, preset: Preset, rung: int | None) -> str:
+        return variant_url(key, preset.name, id, fmt, width=rung)
+
     def srcset(fmt: str) -> str:
-        return ", ".join(f"{variant_url(key, p.name, id, fmt)} {w}w" for w, p in sorted(widths.items()))
+        return ", ".join(f"{url(fmt, p, rung)} {w}w" for w, (p, rung) in sorted(widths.items()))
 
     sources = "\n".join(f'  <source type="{mime}" srcset="{escape(srcset(fmt))}" sizes="{sizes}">'
                         for mime, fmt in SOURCES)
-    fallback = variant_url(key, widths[largest].name, id, "jpg")
+    fallback = url("jpg", preset, rung)
     return (f"<figure>\n<picture>\n{sources}\n"
             f'  <img src="{escape(fallback)}" srcset="{escape(srcset("jpg"))}" sizes="{sizes}"'
             f' width="{shown[0]}" height="{shown[1]}" loading="lazy" decoding="async" alt="{escape(id)}">\n'
