@@ -174,3 +174,20 @@ def test_a_100_mb_download_streams_with_bounded_memory(server: Server) -> None:
     growth = (peak - baseline) / 2**20
     print(f"100 MB download: server RSS {baseline / 2**20:.1f} MiB -> peak {peak / 2**20:.1f} MiB (+{growth:.1f})")
     assert growth < 32, f"server RSS grew {growth:.1f} MiB for a {size >> 20} MiB download"
+
+
+def test_download_from_an_http_origin(server_factory: Callable[..., Server], origin: str) -> None:
+    """The origin ignores Range: the server skips to the range and stops after it."""
+    from tests.conftest import ORIGIN_PHOTO
+
+    server = server_factory(originals=f"{origin}/img/", env={"IMGPROXY_HTTP_ALLOW_PRIVATE": "1"})
+    body = corpus(ORIGIN_PHOTO).read_bytes()
+    url = _link(server, "photo", 600)
+    r = server.get(url)
+    assert r.status_code == 200 and r.content == body
+    assert r.headers["content-type"] == "image/jpeg" and r.headers["content-length"] == str(len(body))
+    assert r.headers["content-disposition"] == 'attachment; filename="photo.jpg"'
+    part = server.get(url, headers={"range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == body[100:200]
+    assert server.get(url, headers={"if-none-match": r.headers["etag"]}).status_code == 304
+    assert server.get(_link(server, "missing", 600)).status_code == 404

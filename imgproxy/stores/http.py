@@ -29,10 +29,12 @@ httpx's text go to the log.
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
 
 import httpx
@@ -40,7 +42,7 @@ from cachetools import LRUCache
 
 from ..errors import BadGateway, GatewayTimeout, NotFound, TooLarge, Unsupported
 from ..render import Source
-from . import Original, download_deadline
+from . import Located, Original, download_deadline
 from .spool import Spool
 
 if TYPE_CHECKING:
@@ -51,6 +53,8 @@ log = logging.getLogger("imgproxy.stores")
 
 HTTP_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "avif", "gif")
 MAX_REDIRECTS = 5
+#: Downloads are the origin's bytes as they are: no content coding to undo.
+_IDENTITY = {"accept-encoding": "identity"}
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: An escaped dot, slash or backslash, or a backslash: an origin may decode and
 #: resolve these after our prefix check, so a path holding one is refused.
@@ -137,18 +141,61 @@ class HttpOriginals:
         raise NotFound("no such original")
 
     async def _get(self, url: str) -> Original:
+        async with self._opened(url) as (final, response):
+            return await self._read(final, response)
+
+    @asynccontextmanager
+    async def _opened(self, url: str, headers: dict[str, str] | None = None
+                      ) -> AsyncIterator[tuple[str, httpx.Response]]:
+        """A streamed GET of ``url``, redirects followed only below the prefixes."""
         for _ in range(MAX_REDIRECTS + 1):
             if not self.allowed(url):
                 log.warning("refused origin URL outside the allowed prefixes: %s", url)
                 raise BadGateway("the origin redirected outside the allowed prefixes")
             url = normalise(url) or url  # what was checked is what is requested
             with mapped(url):
-                async with self.client.stream("GET", url) as response:
+                async with self.client.stream("GET", url, headers=headers) as response:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
                         url = str(response.url.join(response.headers["location"]))
                         continue
-                    return await self._read(url, response)
+                    yield url, response
+                    return
         raise BadGateway("the origin redirected too many times")
+
+    # Downloads (GET /o/): the original as the origin has it, whatever its size.
+
+    async def locate(self, id: str) -> Located:
+        """The first candidate the origin answers 200 for, from its headers alone."""
+        with download_deadline(self.timeout):
+            for url in self.candidates(id):
+                try:
+                    async with self._opened(url, _IDENTITY) as (final, response):
+                        found = _located(final, response)
+                except NotFound:
+                    continue
+                self._remember(id, url)
+                return found
+        raise NotFound("no such original")
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
+        """Bytes ``start..end`` of the URL ``key`` (from :meth:`locate`): a ranged GET,
+        or, from an origin that ignores ranges, its whole body with the rest skipped."""
+        wanted = {"range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
+        async with self._opened(key, {**_IDENTITY, **wanted}) as (url, response):
+            if response.status_code not in (200, 206):
+                _located(url, response)  # raises the mapped error
+            skip = start if response.status_code == 200 else 0
+            left = None if end is None else end - start + 1
+            with mapped(url):
+                async for received in response.aiter_raw():
+                    cut, skip = min(skip, len(received)), max(0, skip - len(received))
+                    part = received[cut:] if left is None else received[cut:cut + left]
+                    if left is not None:
+                        left -= len(part)
+                    if part:
+                        yield part
+                    if left == 0:
+                        return
 
     async def _read(self, url: str, response: httpx.Response) -> Original:
         status = response.status_code
@@ -175,3 +222,20 @@ class HttpOriginals:
 
     async def aclose(self) -> None:
         pass  # the client belongs to the lifespan
+
+
+def _located(url: str, response: httpx.Response) -> Located:
+    status = response.status_code
+    if status in (404, 410):
+        raise NotFound("no such original")
+    if status != 200:
+        log.warning("origin %s answered %d", url, status)
+        raise BadGateway("the origin answered with an error")
+    size = response.headers.get("content-length", "")
+    if not size.isdigit():
+        raise Unsupported("the origin does not say how large the original is")
+    validator = response.headers.get("etag") or response.headers.get("last-modified") or size
+    tag = hashlib.blake2b(f"{url}:{validator}".encode(), digest_size=12).hexdigest()
+    modified = response.headers.get("last-modified")
+    mtime = email.utils.parsedate_to_datetime(modified).timestamp() if modified else None
+    return Located(url, int(size), f'"{tag}"', mtime)
