@@ -182,8 +182,8 @@ class HttpOriginals:
         or, from an origin that ignores ranges, its whole body with the rest skipped."""
         wanted = {"range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
         async with self._opened(key, {**_IDENTITY, **wanted}) as (url, response):
-            if response.status_code not in (200, 206):
-                _located(url, response)  # raises the mapped error
+            if response.status_code != 206:
+                _check_status(url, response)
             skip = start if response.status_code == 200 else 0
             left = None if end is None else end - start + 1
             with mapped(url):
@@ -198,12 +198,7 @@ class HttpOriginals:
                         return
 
     async def _read(self, url: str, response: httpx.Response) -> Original:
-        status = response.status_code
-        if status in (404, 410):
-            raise NotFound("no such original")
-        if status != 200:
-            log.warning("origin %s answered %d", url, status)
-            raise BadGateway("the origin answered with an error")
+        _check_status(url, response)
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise TooLarge(f"original is {declared} bytes; the limit is {self.max_bytes}",
@@ -224,13 +219,18 @@ class HttpOriginals:
         pass  # the client belongs to the lifespan
 
 
-def _located(url: str, response: httpx.Response) -> Located:
+def _check_status(url: str, response: httpx.Response) -> None:
+    """A 200 or the mapped error: 404/410 is a missing original, the rest the origin's fault."""
     status = response.status_code
     if status in (404, 410):
         raise NotFound("no such original")
     if status != 200:
         log.warning("origin %s answered %d", url, status)
         raise BadGateway("the origin answered with an error")
+
+
+def _located(url: str, response: httpx.Response) -> Located:
+    _check_status(url, response)
     size = response.headers.get("content-length", "")
     if not size.isdigit():
         raise Unsupported("the origin does not say how large the original is")
