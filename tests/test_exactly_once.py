@@ -69,14 +69,20 @@ def test_s3_herd_across_four_workers(
     put_original(moto, bucket, "o/big.jpg", corpus(LARGE))
     server = server_factory(originals=f"s3://{bucket}/o", variants=f"s3://{bucket}/v",
                             workers=4, env=moto.env())
-    responses, seconds = herd([server.url("web", "big", "avif")] * 200)
-    check_herd("S3 bucket, --workers 4", responses, seconds, server.metric(RENDERS))
-    assert server.metric("imgproxy_requests_total") == 200
-    # Waiters in other worker processes were served from the bucket: the herd
-    # really did span processes, and the render was still counted once.
-    assert sum(r.headers["x-imgproxy-tier"] == "store" for r in responses) > 0
-    stored = moto.client().get_object(Bucket=bucket, Key="v/" + variant_key(server, "web", "big", "avif"))
-    assert stored["Body"].read() == responses[0].content
+    # Which process accepts each connection is the kernel's choice: on a busy
+    # machine one process may take a whole herd. A herd counts once waiters in
+    # other processes were served from the bucket (it spanned processes); each
+    # format is a new variant, so every herd must still render exactly once.
+    for herds, fmt in enumerate(("avif", "webp", "jpg"), start=1):
+        responses, seconds = herd([server.url("web", "big", fmt)] * 200)
+        check_herd(f"S3 bucket, --workers 4 ({fmt})", responses, seconds, server.metric(RENDERS) - (herds - 1))
+        assert server.metric("imgproxy_requests_total") == 200 * herds
+        stored = moto.client().get_object(Bucket=bucket, Key="v/" + variant_key(server, "web", "big", fmt))
+        assert stored["Body"].read() == responses[0].content
+        if any(r.headers["x-imgproxy-tier"] == "store" for r in responses):
+            break
+    else:
+        pytest.fail("no herd spanned the server's processes")
 
 
 def test_two_servers_sharing_a_bucket_render_once(
