@@ -86,12 +86,16 @@ class LocalOriginals:
                 return f"{id}{suffix}", st
         return None
 
-    def _find(self, id: str) -> Original:
+    def _existing(self, id: str) -> tuple[str, Path, os.stat_result]:
+        """The key, path (inside the root) and stat of ``id``'s original; 404 if none."""
         found = self._lookup(id)
         if found is None:
             raise NotFound("no such original")
         key, st = found
-        path = _inside(self.root, key)
+        return key, _inside(self.root, key), st
+
+    def _find(self, id: str) -> Original:
+        key, path, st = self._existing(id)
         if st.st_size > self.max_bytes:
             raise TooLarge(f"original is {st.st_size} bytes; the limit is {self.max_bytes}",
                            limit="max_source_bytes")
@@ -142,11 +146,7 @@ class LocalOriginals:
                 yield chunk
 
     def _locate(self, id: str) -> Located:
-        found = self._lookup(id)
-        if found is None:
-            raise NotFound("no such original")
-        key, st = found
-        _inside(self.root, key)
+        key, _, st = self._existing(id)
         tag = hashlib.blake2b(f"{key}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode(), digest_size=12)
         return Located(key, st.st_size, f'"{tag.hexdigest()}"', st.st_mtime)
 
