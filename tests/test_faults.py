@@ -186,13 +186,15 @@ def test_hits_are_never_blocked_behind_renders(
     assert httpx.get(stored).status_code == 200
     busy = [pool.submit(httpx.get, server.url("large", id, fmt), timeout=120) for fmt in ("png", "avif")]
     wait_until(lambda: server.get("/healthz").json()["renders_pending"] == 2)
+    # Refused while both places are surely taken: once the first render ends, a
+    # third would be admitted (and this request would wait for it).
+    refused = httpx.get(server.url("large", id, "webp"))
+    assert refused.status_code == 503
     for _ in range(5):
         started = time.monotonic()
         hit = httpx.get(stored)
         assert hit.status_code == 200 and hit.headers["x-imgproxy-tier"] == "store"
         assert time.monotonic() - started < 0.5
-    refused = httpx.get(server.url("large", id, "webp"))
-    assert refused.status_code == 503
     assert [f.result().status_code for f in busy] == [200, 200]
 
 
