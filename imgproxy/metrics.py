@@ -29,7 +29,7 @@ RENDER_SECONDS = Histogram(
 STORE_ERRORS = Counter("imgproxy_store_errors_total", "Variant store failures", ["operation"])
 LEASES = Counter(
     "imgproxy_leases_total",
-    "Render leases: taken, taken_over (an expired S3 lease), waited (someone else held it)",
+    "Render leases: taken, taken_over (an expired S3 lease), waited (someone else held it), renewed",
     ["outcome"],
 )
 

@@ -92,6 +92,18 @@ async def test_a_failed_holder_releases_at_once(s3: Any, bucket: str) -> None:
     assert time.monotonic() - started < 5, "a released lease must not wait for its expiry"
 
 
+async def test_a_long_hold_is_renewed_not_taken_over(s3: Any, bucket: str) -> None:
+    """A holder busy for three lease periods keeps its lease; waiters never take it over."""
+    store = Bucket(s3, bucket)
+    holder, *waiters = leases(s3, bucket, 1, 4)
+    slow = asyncio.ensure_future(store.render(holder, seconds=4.5))
+    await asyncio.sleep(0.2)
+    results = await asyncio.gather(*(store.render(lease) for lease in waiters), slow)
+    assert store.renders == 1  # a takeover would render again (and lose the variant's write)
+    assert {v.body for v in results} == {b"variant"}
+    assert await store.lease_state() is None
+
+
 async def test_holder_that_finds_the_variant_does_not_render(s3: Any, bucket: str) -> None:
     store = Bucket(s3, bucket)
     await s3.put_object(Bucket=bucket, Key=KEY, Body=b"variant")

@@ -13,6 +13,9 @@ conditional writes::
               backoff from 50 ms up to 1 s; serve the variant when it appears
     hold      re-check the variant (stored before we got the lease?), then
               the caller renders and stores it with If-None-Match: *
+    renew     while held, PUT it again If-Match our ETag every third of its
+              period, so a long hold (a fan-out's many variants, a slow
+              render) is never taken for a dead one
     release   variant stored: DELETE the lease (anyone who takes a lease
               re-checks the variant first, so this is safe at any time);
               otherwise PUT it back as "released" If-Match our ETag, so a
@@ -85,13 +88,32 @@ class S3Lease:
             yield stored
             return
         assert etag is not None
+        ours = [etag]  # renewals replace it
+        renewing = asyncio.ensure_future(self._renew(key, ours))
         done = False
         try:
             stored = await get(key)  # stored between our miss and our lease?
             yield stored
             done = True
         finally:
-            await asyncio.shield(self._release(key, etag, done and stored is not None, done, exists))
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            await asyncio.shield(self._release(key, ours[0], done and stored is not None, done, exists))
+
+    async def _renew(self, key: str, ours: list[str]) -> None:
+        """Refresh the lease's Last-Modified (its age on S3's clock) while we hold it."""
+        while True:
+            await asyncio.sleep(self.seconds / 3)
+            try:
+                etag = await self._take(key, LeaseState(ours[0], True, 0.0))
+            except Unavailable as exc:  # S3 slow or down: the next round may get through
+                log.warning("could not renew the render lease of %s: %s", key, exc)
+                continue
+            if etag is None:  # taken over: we were too slow once; the store stays right
+                log.warning("lost the render lease of %s while holding it", key)
+                return
+            ours[0] = etag
+            LEASES.labels("renewed").inc()
 
     async def _acquire(
         self, key: str, get: Callable[[str], Awaitable[Blob | None]]
