@@ -215,3 +215,51 @@ def test_sigterm_finishes_the_job_in_hand_and_exits_0(tmp_path: Path, moto: Moto
     counts = finish(proc, log, timeout=60)
     assert (counts["done"], counts["rendered"]) == (1, 4), counts
     assert queue.counts()[0] + queue.counts()[1] == 1  # the second job was not taken (or comes back)
+
+
+def test_an_origin_outage_is_redelivered_and_rendered_when_it_is_back(tmp_path: Path, moto: Moto,
+                                                                      queue: Queue) -> None:
+    ids = originals(tmp_path, PHOTOS[:1])
+    port = free_port()  # the origin: nothing listens yet
+    env = {"IMGPROXY_ORIGINALS": f"http://127.0.0.1:{port}/", "IMGPROXY_HTTP_ALLOW_PRIVATE": "1"}
+    queue.send({"id": ids[0], "presets": ["thumbnail"], "formats": ["webp"]})
+    proc, log = consumer(tmp_path, moto, queue, "--idle-exit", "6", env=env, name="outage")
+    wait_for(lambda: "left for redelivery (receive 1)" in log.read_text(), 60, "the first failure")
+    assert stored(tmp_path) == []
+    origin = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+                               "--directory", str(tmp_path / "originals")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        counts = finish(proc, log)
+    finally:
+        origin.kill()
+        origin.wait()
+    assert counts["retried"] >= 1 and (counts["done"], counts["rendered"]) == (1, 1), counts
+    assert len(stored(tmp_path)) == 1
+    assert queue.counts() == (0, 0) and queue.counts(queue.dlq) == (0, 0)
+
+
+def test_a_job_that_keeps_failing_ends_in_the_dead_letter_queue(tmp_path: Path, moto: Moto,
+                                                                queue: Queue) -> None:
+    env = {"IMGPROXY_ORIGINALS": f"http://127.0.0.1:{free_port()}/", "IMGPROXY_HTTP_ALLOW_PRIVATE": "1"}
+    queue.send({"id": "g/0", "presets": ["thumbnail"], "formats": ["webp"]})
+    counts = finish(*consumer(tmp_path, moto, queue, "--idle-exit", "6", env=env, name="dlq"))
+    # Three receives (maxReceiveCount 3), each left for redelivery; then SQS moves it.
+    assert (counts["retried"], counts["done"], counts["poison"]) == (3, 0, 0), counts
+    assert queue.counts() == (0, 0) and queue.counts(queue.dlq) == (1, 0)
+    assert stored(tmp_path) == []
+
+
+def test_a_job_longer_than_the_visibility_timeout_stays_hidden(tmp_path: Path, moto: Moto, queue: Queue) -> None:
+    queue.sqs.set_queue_attributes(QueueUrl=queue.url, Attributes={"VisibilityTimeout": "1"})
+    (id,) = originals(tmp_path, [LARGE])
+    queue.send({"id": id, "presets": ["web", "medium"], "formats": ["webp", "avif"]})
+    started = time.monotonic()
+    a = consumer(tmp_path, moto, queue, "--idle-exit", "4", name="a")
+    b = consumer(tmp_path, moto, queue, "--idle-exit", "4", name="b")
+    counts = [finish(*a), finish(*b)]
+    assert time.monotonic() - started > 1
+    # Without the extension the other consumer would receive it again after 1 s.
+    assert sum(c["done"] for c in counts) == 1 and sum(c["rendered"] for c in counts) == 4, counts
+    assert "(receive 2)" not in a[1].read_text() + b[1].read_text()
+    assert queue.counts() == (0, 0) and queue.counts(queue.dlq) == (0, 0)
