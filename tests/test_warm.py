@@ -125,3 +125,53 @@ def test_enqueue_sends_one_job_per_original(gallery: Path, moto: Moto) -> None:
     assert sorted(b["id"] for b in bodies) == ["gallery/42/p0", "gallery/42/p1", "gallery/42/p2"]
     assert all(b["presets"] == ["thumbnail", "web"] and b["formats"] == ["webp", "avif"] for b in bodies)
     assert variants(gallery) == []  # nothing rendered here
+
+
+class FlakyOrigin:
+    """An HTTP origin that answers 503 to its first ``failures`` requests, then serves ``root``."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        import http.server
+        import threading
+
+        origin = self
+        self.failures = failures
+        self.requests = 0
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+            def send_head(self):  # type: ignore[no-untyped-def]
+                origin.requests += 1
+                if origin.requests <= origin.failures:
+                    self.send_error(503)
+                    return None
+                return super().send_head()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("failures", "code", "rendered"), [(2, 0, 1), (100, 1, 0)])
+def test_an_origin_5xx_runs_the_job_again(gallery: Path, failures: int, code: int, rendered: int) -> None:
+    origin = FlakyOrigin(gallery / "originals", failures)
+    try:
+        out = warm(gallery, "gallery/42/p0", "--presets", "thumbnail", "--formats", "webp", "--json",
+                   env={"IMGPROXY_ORIGINALS": origin.url, "IMGPROXY_HTTP_ALLOW_PRIVATE": "1"})
+    finally:
+        origin.close()
+    summary = json.loads(out.stdout)
+    assert out.returncode == code, out.stderr
+    assert summary["retries"] == 2 and summary["rendered"] == rendered, summary
+    if code:
+        assert [(f["status"], f["error"]) for f in summary["failures"]] == [(502, "bad_gateway")]
+    assert len(variants(gallery)) == rendered
