@@ -77,7 +77,7 @@ async def _stores(settings: Settings, report: Report) -> None:
                          _write_probe(services.store))
             await _check(report, "render worker", f"{services.renderer.workers} worker(s)",
                          services.check_render())
-    except (ImgproxyError, OSError) as exc:
+    except (ImgproxyError, OSError, RuntimeError) as exc:  # RuntimeError: no render worker starts
         report.add("FAIL", "services", f"cannot start: {exc}")
 
 

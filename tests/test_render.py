@@ -323,3 +323,10 @@ def test_a_png_text_key_that_is_not_utf8_renders():
     body = malformed.png(text_key=b"k\xe9y", text=b"caf\xe9")
     for preset in (PRESETS["web"], KEEP):
         assert decode(run(body, preset, "webp").body).width == 16
+
+
+def test_a_libvips_older_than_8_15_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian 12's 8.14 lacks the savers' ``keep``: GPS could survive; refuse it at start."""
+    monkeypatch.setattr(pyvips, "at_least_libvips", lambda major, minor: (major, minor) <= (8, 14))
+    with pytest.raises(RuntimeError, match=r"libvips .* is too old: imgproxy needs 8\.15"):
+        configure(1)

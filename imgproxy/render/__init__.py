@@ -14,6 +14,7 @@ from .jobs import Fanned, FanoutJob, Job, MetaJob, Probed, ProbeJob, Rendered, R
 from .plan import Limits, Plan
 
 __all__ = [
+    "MIN_LIBVIPS",
     "Fanned",
     "FanoutJob",
     "Job",
@@ -32,6 +33,12 @@ __all__ = [
 ]
 
 
+#: Savers' ``keep`` and thumbnail's ``output_profile`` arrived in 8.15. With
+#: Debian 12's 8.14 they are refused, GPS can survive ``strip = false``, and a
+#: system libheif beside pi-heif's own crashes on HEIC; so older is refused.
+MIN_LIBVIPS = (8, 15)
+
+
 def configure(concurrency: int = 1) -> None:
     """Process-wide libvips settings; call once per process before rendering.
 
@@ -40,6 +47,10 @@ def configure(concurrency: int = 1) -> None:
     """
     import pyvips
 
+    if not pyvips.at_least_libvips(*MIN_LIBVIPS):
+        found = ".".join(str(pyvips.version(i)) for i in range(3))
+        raise RuntimeError(f"libvips {found} is too old: imgproxy needs {MIN_LIBVIPS[0]}.{MIN_LIBVIPS[1]} "
+                           "or newer (pip's pyvips[binary] brings one)")
     pyvips.cache_set_max(0)
     pyvips.cache_set_max_mem(0)
     pyvips.cache_set_max_files(0)
