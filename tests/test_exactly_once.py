@@ -183,8 +183,9 @@ class _StubRenderer(RendererBase):
 async def test_slow_holder_after_takeover_serves_the_stored_variant(
     s3: object, bucket: str, tmp_path: Path
 ) -> None:
-    """A holder that outlives its lease loses the variant's conditional write and
-    serves the stored bytes, so both instances answer identically."""
+    """A holder that outlives its lease (its renewals never got through) loses the
+    variant's conditional write and serves the stored bytes, so both instances
+    answer identically."""
     from imgproxy.cache.memory import NoMemoryTier
     from imgproxy.presets import Preset
     from imgproxy.render import Limits
@@ -199,6 +200,7 @@ async def test_slow_holder_after_takeover_serves_the_stored_variant(
 
     def instance(body: bytes, seconds: float) -> VariantService:
         store = S3Variants(s3, f"s3://{bucket}/v", lease_seconds=1)
+        store.leases.renew_every = None  # cut off from S3 while it renders
         return VariantService(originals, store, NoMemoryTier(), _StubRenderer(body, seconds), Limits())  # type: ignore[arg-type]
 
     slow, fast = instance(b"slow", 4.0), instance(b"fast", 0.1)

@@ -74,6 +74,7 @@ class S3Lease:
         self.seconds = seconds
         self.deadline = deadline  # per S3 call, retries included
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.renew_every: float | None = seconds / 3  # None: never (a holder cut off from S3)
 
     @asynccontextmanager
     async def hold(
@@ -89,7 +90,7 @@ class S3Lease:
             return
         assert etag is not None
         ours = [etag]  # renewals replace it
-        renewing = asyncio.ensure_future(self._renew(key, ours))
+        renewing = asyncio.ensure_future(self._renew(key, ours, self.renew_every))
         done = False
         try:
             stored = await get(key)  # stored between our miss and our lease?
@@ -100,10 +101,10 @@ class S3Lease:
             await asyncio.gather(renewing, return_exceptions=True)
             await asyncio.shield(self._release(key, ours[0], done and stored is not None, done, exists))
 
-    async def _renew(self, key: str, ours: list[str]) -> None:
+    async def _renew(self, key: str, ours: list[str], every: float | None) -> None:
         """Refresh the lease's Last-Modified (its age on S3's clock) while we hold it."""
-        while True:
-            await asyncio.sleep(self.seconds / 3)
+        while every is not None:
+            await asyncio.sleep(every)
             try:
                 etag = await self._take(key, LeaseState(ours[0], True, 0.0))
             except Unavailable as exc:  # S3 slow or down: the next round may get through
