@@ -174,11 +174,23 @@ def _level(b: Bench, cls: WorkClass, fmt: str, c: int, duration: float, ours: se
 
 
 def _profile(cls: WorkClass, formats: list[str], smoke: bool) -> dict:
-    """Where one render's time goes, one thread in this process: decode + resize, then encode."""
+    """Where one render's time goes, one thread: pyvips' decode + resize, then encode (in this
+    process), and thumbor's Pillow steps (bench/pillow_profile.py, under thumbor's Python)."""
     from .bare_direct import profile
 
-    return {fmt: profile(str(cls.sources[0]), spec_for(cls, fmt, cls.sources[0]), 1 if smoke else 2)
-            for fmt in formats}
+    out = {}
+    python = servers.THUMBOR_VENV / "bin" / "python"
+    for fmt in formats:
+        spec = spec_for(cls, fmt, cls.sources[0])
+        out[fmt] = profile(str(cls.sources[0]), spec, 1 if smoke else 2)
+        if cls.thumbor_reads and python.exists():
+            cmd = [str(python), str(Path(__file__).with_name("pillow_profile.py")), str(cls.sources[0]),
+                   str(spec["width"]), str(spec["height"]), fmt, str(spec["options"]["Q"])]
+            try:
+                out[fmt]["thumbor"] = _json_run(cmd, 300)
+            except (RuntimeError, ValueError) as exc:
+                out[fmt]["thumbor"] = {"error": str(exc)[-200:]}
+    return out
 
 
 def _count(b: Bench, duration: float) -> int:
@@ -197,8 +209,11 @@ def _bare(b: Bench, cls: WorkClass, fmt: str, c: int, duration: float, attempt: 
     r["cpu_ms_per_req"] = round(1000 * cpu_s / r["requests"], 1) if r["requests"] else None
     r["foreign_cpu"] = cpu.foreign
     r["spec"] = spec
+    from imgproxy.render import configure
+
     from .bare_direct import render
 
+    configure()  # one libvips thread, as in the bare processes: AVIF's bytes depend on it
     r["sample"] = _describe(render(str(cls.sources[0]), spec))
     return r
 

@@ -72,16 +72,22 @@ def _where(row: dict) -> list[str]:
     prof = row.get("profile") or {}
     if not prof:
         return []
-    out = ["", "Where a miss's time goes, per request: *decode + resize* and *encode* are one render split in "
-           "two on one thread (`bench/bare_direct.py profile`); *fetch*, *queue*, *render* and *store* are "
-           "ours' `Server-Timing` means over the run; *HTTP + other* is ours' p50 minus their sum.", "",
-           "| format | decode + resize ms | encode ms | ours fetch | queue | render | store | HTTP + other (p50) |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["", "Where a miss's time goes, per request. *pyvips decode + resize* and *encode* are one render "
+           "split in two, CPU ms on one thread (`bench/bare_direct.py profile`); *thumbor decode / resize / "
+           "encode* are its Pillow engine's steps the same way (`bench/pillow_profile.py`: `draft`, LANCZOS, "
+           "its save options); *fetch*, *queue*, *render* and *store* are ours' `Server-Timing` means over "
+           "the run (wall ms); *HTTP + other* is ours' p50 minus their sum.", "",
+           "| format | pyvips decode + resize | pyvips encode | thumbor decode / resize / encode | "
+           "ours fetch | queue | render | store | HTTP + other (p50) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for fmt, p in prof.items():
         ours = (row.get(fmt) or {}).get("ours") or {}
         t = ours.get("server_timing_ms") or {}
         rest = f"{ours['p50_ms'] - sum(t.values()):.1f}" if t and ours.get("p50_ms") else "—"
-        out.append(f"| {fmt} | {p['decode_resize_ms']} | {p['encode_ms']} | " + " | ".join(
+        th = p.get("thumbor") or {}
+        pil = (f"{th['decode_ms']} / {th['resize_ms']} / {th['encode_ms']}" if "decode_ms" in th
+               else th.get("error", "—")[:60])
+        out.append(f"| {fmt} | {p['decode_resize_ms']} | {p['encode_ms']} | {pil} | " + " | ".join(
             str(t.get(k, "—")) for k in ("fetch", "queue", "render", "store")) + f" | {rest} |")
     return out
 
