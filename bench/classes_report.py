@@ -76,14 +76,18 @@ def _where(row: dict) -> list[str]:
            "split in two, CPU ms on one thread (`bench/bare_direct.py profile`); *thumbor decode / resize / "
            "encode* are its Pillow engine's steps the same way (`bench/pillow_profile.py`: `draft`, LANCZOS, "
            "its save options); *fetch*, *queue*, *render* and *store* are ours' `Server-Timing` means over "
-           "the run (wall ms); *HTTP + other* is ours' p50 minus their sum.", "",
+           "the run (wall ms); *HTTP + other* is ours' p50 minus their sum (0 when the p50 is below it). The "
+           "one-thread profiles are taken on the same shared machine: compare pyvips with thumbor in one row, "
+           "not across rows.", "",
            "| format | pyvips decode + resize | pyvips encode | thumbor decode / resize / encode | "
            "ours fetch | queue | render | store | HTTP + other (p50) |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for fmt, p in prof.items():
         ours = (row.get(fmt) or {}).get("ours") or {}
         t = ours.get("server_timing_ms") or {}
-        rest = f"{ours['p50_ms'] - sum(t.values()):.1f}" if t and ours.get("p50_ms") else "—"
+        rest = "—"
+        if t and ours.get("p50_ms"):  # the p50 and the means are different statistics: below 0 is noise
+            rest = f"{max(0.0, ours['p50_ms'] - sum(t.values())):.1f}"
         th = p.get("thumbor") or {}
         pil = (f"{th['decode_ms']} / {th['resize_ms']} / {th['encode_ms']}" if "decode_ms" in th
                else th.get("error", "—")[:60])
