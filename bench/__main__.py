@@ -22,13 +22,14 @@ from pathlib import Path
 
 from imgproxy.config import Settings
 
-from . import encoding, extras, fanout, hits, miss, ratios, report, tools
+from . import avif, classes, encoding, extras, fanout, hits, miss, ratios, report, tools
 from .context import FULL, SMOKE, Bench, Profile
 from .inputs import PHOTO_SIZE, prepare
 from .servers import MAIN
 
 CASES = {"miss": miss.run, "breakdown": extras.breakdown, "hit": hits.run, "memory": extras.memory, "warm": extras.warm,
-         "isolation": extras.isolation, "fanout": fanout.run, "formats": extras.formats, "encoding": encoding.run}
+         "isolation": extras.isolation, "fanout": fanout.run, "formats": extras.formats, "encoding": encoding.run,
+         "classes": classes.run, "avif": avif.run}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                         + ", ".join(CASES))
     parser.add_argument("--workers", type=int, default=2, help="processes per server (default 2)")
     parser.add_argument("--no-thumbor", action="store_true", help="skip thumbor entirely")
+    parser.add_argument("--long", action="store_true",
+                        help="the long sweeps too: encoding's full quality sweep (~30 min instead of ~5)")
     parser.add_argument("--keep-work", action="store_true", help="keep the scratch dir")
     parser.add_argument("--update", action="store_true",
                         help="keep the other cases' results from the existing latest.json")
@@ -80,7 +83,7 @@ def _run(args: argparse.Namespace, profile: Profile, work: Path, docs: Path, lat
         print(f"bench: thumbor rows will be missing: {why}", file=sys.stderr, flush=True)
     inputs = prepare(work / "originals", args.smoke)
     b = Bench(profile, inputs, work, work / "logs", args.workers, thumbor_ok, apt["nginx"], apt["wrk"],
-              render_mode=args.render_mode or Settings.render_mode)
+              render_mode=args.render_mode or Settings.render_mode, long=args.long)
     results: dict = {
         "started": datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "profile": dataclasses.asdict(profile),
@@ -152,7 +155,8 @@ def _plots(latest: Path, docs: Path) -> list[str]:
     if done.returncode != 0:
         print(f"bench: plotting failed:\n{done.stderr[-2000:]}", file=sys.stderr)
         return []
-    return [name for name in ("bench-miss.png", "bench-hit.png") if (docs / name).exists()]
+    return [name for name in ("bench-miss.png", "bench-hit.png") if (docs / name).exists()] + sorted(
+        path.name for path in docs.glob("bench-class-*.png"))
 
 
 if __name__ == "__main__":

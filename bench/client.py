@@ -52,6 +52,7 @@ async def run(host: str, ports: list[int], targets: list[str], concurrency: int,
     tiers: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
     sizes: list[int] = []
+    timing: Counter[str] = Counter()  # Server-Timing durations summed (ours' misses), ms
     errors = 0
     start = time.perf_counter()
     deadline = start + duration
@@ -79,6 +80,10 @@ async def run(host: str, ports: list[int], targets: list[str], concurrency: int,
                 latencies.append(time.perf_counter() - t0)
                 tiers[headers.get("x-imgproxy-tier", "-")] += 1
                 sizes.append(size)
+                for part in headers.get("server-timing", "").split(","):
+                    name, _, dur = part.strip().partition(";dur=")
+                    if dur:
+                        timing[name] += float(dur)
         finally:
             writer.close()
 
@@ -88,6 +93,8 @@ async def run(host: str, ports: list[int], targets: list[str], concurrency: int,
     result["tiers"] = dict(tiers)
     result["statuses"] = {str(k): v for k, v in statuses.items()}
     result["mean_bytes"] = round(sum(sizes) / len(sizes)) if sizes else 0
+    if timing and latencies:
+        result["server_timing_ms"] = {k: round(v / len(latencies), 1) for k, v in timing.items()}
     return result
 
 

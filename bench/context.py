@@ -60,6 +60,7 @@ class Bench:
     nginx: bool
     wrk: bool
     render_mode: str = "thread"  # ours' IMGPROXY_RENDER_MODE, except in the isolation case
+    long: bool = False  # --long: the long sweeps too (encoding's full quality sweep)
     notes: list[str] = field(default_factory=list)
     waited: float = 0.0  # seconds spent in quiet()
     _lists: itertools.count = field(default_factory=itertools.count)

@@ -46,6 +46,10 @@ PHOTOS = ("exif/bimg__test_exif_full.jpg", "exif/exifsamples__87_OSError.jpg", "
           "large/mei__Issue_266.jpg", "color/sharp__concert.jpg")
 SWEEP = {"jpg": (50, 60, 70, 80, 85, 90, 95), "webp": (50, 60, 70, 80, 85, 90, 95), "avif": (35, 45, 55, 60, 65, 75)}
 SMOKE_SWEEP = {"jpg": (60, 80, 90), "webp": (60, 80, 90), "avif": (45, 55, 65)}
+#: ``make bench``'s sweep (``python -m bench --long`` or ``python -m bench.encoding`` run the full one):
+#: every photo (``quality = "auto"``'s target is the lowest SSIM over them, so fewer photos would move
+#: the published targets) at four qualities a format besides the operating points.
+LIGHT_SWEEP = {"jpg": (50, 70, 85, 95), "webp": (50, 70, 85, 95), "avif": (35, 50, 65, 75)}
 #: Operating points: the default quality and the ``web`` preset's.
 POINTS = {"jpg": (82, 90), "webp": (80, 90), "avif": (55, 65)}
 DEFAULT = {"jpg": 82, "webp": 80, "avif": 55}
@@ -53,11 +57,13 @@ EFFORTS = (2, 3, 4)
 AUTO_SAVING_TARGET = 0.15
 
 
-def run(bench: object = None, smoke: bool = False, work: Path | None = None) -> dict:
-    """The ``encoding`` case: ``make bench`` passes its Bench; smoke uses tiny references."""
+def run(bench: object = None, smoke: bool = False, work: Path | None = None, light: bool = False) -> dict:
+    """The ``encoding`` case: ``make bench`` passes its Bench (the light sweep unless ``--long``);
+    smoke uses tiny references."""
     if bench is not None:
         smoke = bench.profile.name == "smoke"  # type: ignore[attr-defined]
         work = bench.work  # type: ignore[attr-defined]
+        light = not smoke and not getattr(bench, "long", False)
     import pyvips
 
     from imgproxy.render import configure
@@ -65,12 +71,12 @@ def run(bench: object = None, smoke: bool = False, work: Path | None = None) -> 
     configure()
     assert work is not None
     refs = _references(work / "encoding", smoke)
-    sweep = SMOKE_SWEEP if smoke else SWEEP
+    sweep = SMOKE_SWEEP if smoke else LIGHT_SWEEP if light else SWEEP
     ours = {name: _sweep_ours(path, sweep) for name, (path, _) in refs.items()}
     sharp, why = _sweep_sharp(refs, sweep, work / "encoding" / "sharp", install=not smoke)
     kinds = {name: kind for name, (_, kind) in refs.items()}
     photos = [n for n, k in kinds.items() if k == "photo"]
-    out: dict = {"side": 300 if smoke else 1200,
+    out: dict = {"side": 300 if smoke else 1200, "sweep": "smoke" if smoke else "light" if light else "full",
                  "references": {n: {"kind": k, "size": _size(pyvips, refs[n][0])} for n, k in kinds.items()},
                  "sharp": {"ok": sharp is not None, "why": why}, "ours": ours, "sharp_sweep": sharp or {}}
     out["equal_ssim"] = _equal_ssim(ours, sharp, photos) if sharp else {}

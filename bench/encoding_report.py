@@ -13,7 +13,10 @@ def encoding_section(e: dict) -> list[str]:
            f"fit {e.get('side', 1200)} px ({', '.join(r['size'] for r in refs.values() if r['kind'] == 'photo')}) and "
            f"{len(refs) - photos} generated AI-tool-like PNGs (flat, soft, poster), one PNG each fed to "
            "both encoders, one libvips thread each. Metric: luma SSIM (Gaussian σ 1.5, scikit-image) "
-           "of the decoded output against that PNG. See `bench/encoding.py` for the method.", ""]
+           "of the decoded output against that PNG. See `bench/encoding.py` for the method."
+           + (" This is `make bench`'s light sweep (four qualities a format besides the operating points); "
+              "`python -m bench --long` or `python -m bench.encoding` run the full one."
+              if e.get("sweep") == "light" else ""), ""]
     if not e["sharp"]["ok"]:
         out += [f"**sharp could not be measured:** {e['sharp']['why']}", ""]
     else:

@@ -61,12 +61,43 @@ def hit(results: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def classes(results: dict, out: Path) -> None:
+    """One plot per workload class: req/s by output format, bare pyvips, ours and thumbor side by side."""
+    data = results.get("classes") or {}
+    for name, row in data.items():
+        if not isinstance(row, dict) or "what" not in row:
+            continue
+        formats = [f for f in ("webp", "avif", "jpg") if row.get(f)]
+        targets = ["bare", "ours", "thumbor"]
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+        width = 0.8 / len(targets)
+        for i, target in enumerate(targets):
+            xs = [j + i * width for j in range(len(formats))]
+            values = [(row[f].get(target) or {}).get("rps", 0) for f in formats]
+            bars = ax.bar(xs, values, width, label="bare pyvips" if target == "bare" else target,
+                          color=COLOURS.get(target))
+            for bar, value, f in zip(bars, values, formats):
+                if target != "bare" and value == 0 and target in row[f]:
+                    ax.annotate("cannot read", (bar.get_x() + width / 2, 0), rotation=90, ha="center",
+                                va="bottom", fontsize=7)
+        ax.set_xticks([j + width for j in range(len(formats))], formats)
+        ax.set_ylabel("requests / s")
+        ax.set_title(f"{name}: {row['what']} (c={data.get('concurrency')})", fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / f"bench-class-{name}.png", dpi=110)
+        plt.close(fig)
+
+
 def main() -> None:
     results = json.loads(Path(sys.argv[1]).read_text())
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    miss(results, out)
+    if results.get("miss"):
+        miss(results, out)
     hit(results, out)
+    classes(results, out)
 
 
 if __name__ == "__main__":

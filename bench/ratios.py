@@ -16,6 +16,13 @@ HIT_TARGETS = (("memory tier ÷ nginx", "ours-memory", "nginx", 0.5),
                ("store tier ÷ thumbor hits", "ours-store", "thumbor-hits", 5.0))
 
 
+#: Issue 14, per workload class (bench/classes.py) and output format: ours ÷ bare pyvips at least
+#: 0.95 everywhere; ours ÷ thumbor at least 1.8 on the 22 MP class, 1.0 on the others.
+CLASS_BARE_TARGET = 0.95
+CLASS_THUMBOR_TARGET = {"camera22": 1.8}
+CLASS_THUMBOR_DEFAULT = 1.0
+
+
 def peak(by_concurrency: dict) -> float:
     return max((r["rps"] for r in by_concurrency.values()), default=0.0)
 
@@ -35,7 +42,75 @@ def compute(results: dict) -> dict:
     for label, num, den, minimum in HIT_TARGETS:
         rows.append(_row(f"hit webp: {label}", hits.get(num), hits.get(den), minimum))
     rows += (results.get("encoding") or {}).get("targets", [])  # bench/encoding.py: ≤ or ≥ per row
+    rows += class_rows(results.get("classes") or {})
+    rows += memory_rows(results.get("memory") or {})
+    rows += avif_rows(results)
     return {"targets": rows, "per_concurrency": per_concurrency}
+
+
+def class_rows(classes: dict) -> list[dict]:
+    """One row per class × format × reference, from one concurrency level (= processes)."""
+    rows = []
+    for name, row in classes.items():
+        if not isinstance(row, dict) or "what" not in row:
+            continue
+        for fmt in ("webp", "avif", "jpg"):
+            level = row.get(fmt)
+            if not level:
+                continue
+            c = str(classes.get("concurrency", 2))
+            wrap = {t: {c: r} for t, r in level.items()}
+            rows.append(_row(f"miss {name} {fmt}: ours ÷ bare pyvips", wrap.get("ours"), wrap.get("bare"),
+                             CLASS_BARE_TARGET))
+            thumbor = _row(f"miss {name} {fmt}: ours ÷ thumbor", wrap.get("ours"), wrap.get("thumbor"),
+                           CLASS_THUMBOR_TARGET.get(name, CLASS_THUMBOR_DEFAULT))
+            got = ((level.get("thumbor") or {}).get("sample") or {}).get("format")
+            if got and got != fmt:  # not the same work: say so beside the number
+                thumbor["case"] += f" (thumbor answered {got}, not {fmt})"
+            if not row.get("thumbor_reads", True):
+                statuses = (level.get("thumbor") or {}).get("statuses")
+                thumbor = {"case": thumbor["case"], "ratio": None, "target": None, "pass": None,
+                           "why": f"thumbor cannot read HEIC (its responses: {statuses or 'not run'})"}
+            rows.append(thumbor)
+    return rows
+
+
+def memory_rows(memory: dict) -> list[dict]:
+    """Peak RSS per render worker and per server process (MiB), ≤ the issue's bounds; the sum for context."""
+    rows = []
+    for kind, label in (("render", "each render worker"), ("server", "each server process")):
+        m = memory.get(kind)
+        if not m:
+            continue
+        value = m["max_peak_mb"]
+        rows.append({"case": f"memory: peak RSS of {label}, MiB ({memory['concurrency']} concurrent "
+                             f"22 MP misses, {m['processes']} processes)",
+                     "ratio": value, "target": m["limit_mb"], "direction": "max", "unit": "MiB",
+                     "pass": None if value is None else value < m["limit_mb"]})
+    if memory.get("peak_mb") is not None:
+        rows.append({"case": f"memory: peak RSS summed over all {memory.get('processes')} processes, MiB",
+                     "ratio": memory["peak_mb"], "target": None, "direction": "max", "unit": "MiB", "pass": None})
+    return rows
+
+
+def avif_rows(results: dict) -> list[dict]:
+    """AVIF ÷ WebP per class: time (ours' misses) and bytes at equal SSIM at the default effort; no targets."""
+    from .avif import time_ratios
+
+    rows = []
+    times = time_ratios(results.get("classes") or {})
+    avif = results.get("avif") or {}
+    effort = str(avif.get("default_effort", 2))
+    for name, t in times.items():
+        note = " (WebP animated: all frames; AVIF one)" if (t.get("webp_frames") or 1) > 1 else ""
+        rows.append({"case": f"avif {name}: AVIF time ÷ WebP time, ours' misses{note}", "ratio": t["by_rps"],
+                     "target": None, "direction": "max", "pass": None})
+    for name, row in (avif.get("classes") or {}).items():
+        cell = row["avif"].get(effort) or {}
+        rows.append({"case": f"avif {name}: AVIF bytes (q{row['avif_q']}, effort {effort}) ÷ WebP bytes at "
+                             f"equal SSIM ({cell.get('ssim')})", "ratio": cell.get("bytes_vs_webp"),
+                     "target": None, "direction": "max", "pass": None, "why": cell.get("why")})
+    return rows
 
 
 def cpu_per_request(by_concurrency: dict, key: str) -> float | None:

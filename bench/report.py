@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .classes_report import avif_section, classes_section, memory_processes
 from .context import QUALITY
 from .encoding_report import encoding_section
 from .ratios import peak
@@ -71,13 +72,16 @@ def render(results: dict, plots: list[str]) -> str:
         out += ["", f"**thumbor could not be measured:** {results['thumbor']['why']}"]
     out += _method(results)
     out += _miss(results, plots)
+    out += classes_section(results, plots)
     out += _breakdown(results)
     out += _hits(results, plots)
     out += _memory(results)
+    out += memory_processes(results.get("memory") or {})
     out += _warm(results)
     out += _isolation(results)
     out += _fanout(results)
     out += _formats(results)
+    out += avif_section(results)
     out += encoding_section(results.get("encoding") or {})
     out += ["", "## Where we fall short, and why", ""]
     rows = [r for r in results["ratios"]["targets"] if r["target"] is not None and r["ratio"] is not None]

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_smoke_writes_results(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        cwd=ROOT, capture_output=True, text=True, timeout=420,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
@@ -46,4 +46,17 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
     assert all(s["met"] == s["count"] for a in encoding["auto"].values() for s in a["summary"].values())
     cases = {row["case"] for row in results["ratios"]["targets"]}
     assert "miss webp: ours ÷ bare pyvips" in cases
+    # Workload classes (bench/classes.py): bare and ours render every class; thumbor cannot read HEIC.
+    for name in ("camera22", "heic12", "ai-dalle", "ai-sd", "thumb2mp", "gif"):
+        for fmt in ("webp", "jpg"):
+            for target in ("bare", "ours"):
+                run = results["classes"][name][fmt][target]
+                assert run["requests"] > 0 and run["errors"] == 0, (name, fmt, target, run)
+        assert f"miss {name} webp: ours ÷ bare pyvips" in cases
+    assert results["classes"]["gif"]["webp"]["ours"]["sample"]["frames"] > 1  # the animation is kept
+    heic = next(r for r in results["ratios"]["targets"] if r["case"] == "miss heic12 webp: ours ÷ thumbor")
+    assert heic["target"] is None and "cannot read" in heic["why"]
+    for kind in ("render", "server"):  # per-process peaks of the memory case
+        assert results["memory"][kind]["max_peak_mb"] > 0, results["memory"]
+    assert set(results["avif"]["classes"]) >= {"camera22", "heic12"}
     assert (tmp_path / "BENCHMARKS.md").read_text().startswith("# Benchmarks")
