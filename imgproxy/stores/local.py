@@ -260,9 +260,11 @@ class LocalVariants:
 
     async def get(self, key: str) -> Blob | None:
         # One open, one fstat, one read per hit: the ETag (a hash of the bytes)
-        # is remembered per key with the file's inode, mtime and size, which a
-        # purge and a new render of the key cannot all reproduce. A deleted
-        # variant fails the open, so it is never served from what we remember.
+        # is remembered per key with the file's inode, mtime and size. Variants
+        # are never overwritten; a purge and a new render of the key make a new
+        # file, which would have to reuse the inode, match the size and be
+        # written within the same tick of the file system's clock as the old
+        # one to pass for it. A deleted variant fails the open.
         # A variant up to _INLINE_READ bytes is read on the event loop: from the
         # page cache that takes less than the hop to a thread and back (per
         # 30 KB get: 9 us inline, 60-110 us through anyio's thread pool).
