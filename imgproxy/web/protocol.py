@@ -45,6 +45,10 @@ def _response(status: bytes, error: str, detail: str) -> bytes:
             b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+#: Up to this many bytes, a body is joined to its head; past it they go out as a pair.
+_JOIN_MAX = 64 * 1024
+
+
 class _Coalescing:
     """The connection's transport, holding back one write (a response's head)
     until the next write, the end of the response, or the close."""
@@ -58,8 +62,11 @@ class _Coalescing:
 
     def write(self, data: bytes) -> None:
         if self._held is not None:
-            data = self._held + data  # a copy of the body costs less than a second system call
-            self._held = None
+            held, self._held = self._held, None
+            if len(data) > _JOIN_MAX:  # no copy of a large body: uvloop sends the two in one writev
+                self._transport.writelines((held, data))
+                return
+            data = held + data  # copying a small body costs less than a second system call
         elif self.armed:
             self.armed = False
             self._held = data
