@@ -41,7 +41,7 @@ def miss(results: dict, out: Path) -> None:
 
 
 def hit(results: dict, out: Path) -> None:
-    hits = results.get("hit") or {}
+    hits = {t: runs for t, runs in (results.get("hit") or {}).items() if t != "paced"}  # paced: one rate
     if not hits:
         return
     levels = sorted({c for runs in hits.values() for c in runs}, key=int)

@@ -3,13 +3,15 @@
 ``python -m bench.profile_hits [--tier memory|store] [--out DIR]`` starts ours
 with one worker, warms 64 WebP variants, runs wrk at c=8 and records the
 worker with py-spy (installed in bench/.venv-thumbor). Writes collapsed
-stacks and prints the top frames by own time and by total time.
+stacks and prints the top frames by own time and by total time. py-spy is
+taken from PATH first.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +22,7 @@ from . import servers, wrk
 from .context import FULL, PRESETS, Bench
 from .inputs import cold_ids, prepare
 
-PY_SPY = servers.THUMBOR_VENV / "bin" / "py-spy"
+PY_SPY = Path(shutil.which("py-spy") or servers.THUMBOR_VENV / "bin" / "py-spy")
 
 
 def main() -> None:

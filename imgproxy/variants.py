@@ -122,6 +122,10 @@ class VariantService:
 
     async def serve(self, request: VariantRequest, preset: Preset) -> Timed:
         """``get``, plus the render's :class:`Timings` for the request that rendered."""
+        key = variant_key(request, preset)
+        blob = self.memory.get(key)
+        if blob is not None:  # the commonest answer, before anything is built for a render
+            return key, blob, "memory", None
 
         async def render(original: Original, timings: Timings) -> tuple[bytes, dict[str, str]]:
             shaped = preset.at_width(request.width) if request.width else preset
@@ -132,7 +136,7 @@ class VariantService:
             VARIANT_BYTES.labels(request.fmt).inc(len(rendered.body))
             return rendered.body, variant_metadata(preset, original)
 
-        return await self._get(variant_key(request, preset), request.id, render)
+        return await self._get(key, request.id, render)
 
     async def describe(self, id: str, gps: bool = False) -> Served:
         """The metadata document of original ``id`` (JSON), made once like a variant."""

@@ -21,6 +21,17 @@ def test_memory_tier_is_bounded_in_bytes():
     assert tier.get("huge") is None
 
 
+def test_memory_tier_evicts_the_least_recently_used():
+    tier = MemoryTier(3 * (1_000 + 512))
+    for key in "abc":
+        tier.put(key, v(1_000))
+    assert tier.get("a") is not None  # now the most recent: "b" goes first
+    tier.put("d", v(1_000))
+    assert tier.get("b") is None and all(tier.get(k) is not None for k in "acd")
+    tier.put("d", v(1_000))  # the same key again: counted once
+    assert tier.bytes == 3 * (1_000 + 512)
+
+
 def test_memory_tier_off():
     tier = memory_tier(0)
     assert isinstance(tier, NoMemoryTier)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Server
+from conftest import Server, add_original, corpus
 
 
 def _rss(pid: int) -> int:
@@ -92,4 +92,56 @@ def test_slow_and_idle_connections_are_closed_within_the_header_timeout(
     started = time.monotonic()
     assert _read_all(sock).startswith(b"HTTP/1.1 200 ")
     assert time.monotonic() - started < 1.5 + 1.0
+    sock.close()
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` whole responses (head, body) read off a keep-alive connection."""
+    buffer = b""
+    out = []
+    while len(out) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end]
+            length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), b"0"))
+            end = head_end + 4 + (0 if head.startswith(b"HTTP/1.1 100 ") else length)
+            if len(buffer) >= end:
+                out.append((head, buffer[head_end + 4:end]))
+                buffer = buffer[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, (out, buffer[:200])
+        buffer += chunk
+    return out
+
+
+def test_head_and_body_go_out_together_for_every_kind_of_request(server_factory: Callable[..., Server]) -> None:
+    """web/protocol.py holds a response's head for its body: a GET, a HEAD (no body
+    ever comes), pipelined requests and ``Expect: 100-continue`` all still complete."""
+    token = "ingest-token-0123456789abcdefghijklmnop"
+    server = server_factory(env={"IMGPROXY_INGEST_TOKENS": token})
+    add_original(server, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
+    url = server.url("thumbnail", "photos/42", "webp").removeprefix(server.base_url)
+    full = server.get(url).content
+    sock = _connect(server)
+    sock.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    [(head, body)] = _responses(sock, 1)
+    assert head.startswith(b"HTTP/1.1 200 ") and body == full
+    sock.sendall(f"HEAD {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.settimeout(5)
+    head = sock.recv(65536)  # a head alone, without waiting for a body that never comes
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+    sock.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    (_, body1), (head2, body2) = _responses(sock, 2)
+    assert body1 == full and head2.startswith(b"HTTP/1.1 200 ") and b'"status"' in body2
+    # 100 Continue goes out alone: the client sends its body only after it.
+    photo = corpus("exif/mei__Nikon_D1X.jpg").read_bytes()
+    sock.sendall((f"PUT /o/up/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                  f"Content-Length: {len(photo)}\r\nExpect: 100-continue\r\n\r\n").encode())
+    [(head, _)] = _responses(sock, 1)
+    assert head.startswith(b"HTTP/1.1 100 "), head
+    sock.sendall(photo)
+    [(head, body)] = _responses(sock, 1)
+    assert head.startswith(b"HTTP/1.1 201 ") or head.startswith(b"HTTP/1.1 200 "), (head, body)
     sock.close()

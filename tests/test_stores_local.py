@@ -73,6 +73,23 @@ async def test_put_is_atomic_and_never_overwrites(tmp_path):
     assert leftovers == []
 
 
+async def test_a_hit_reuses_the_etag_until_the_variant_is_purged_or_replaced(tmp_path):
+    store = LocalVariants(str(tmp_path / "v"))
+    await store.put("p/d/a.webp", variant(b"first"), {})
+    os.utime(tmp_path / "v" / "p" / "d" / "a.webp", (1e9, 1e9))  # rendered long ago
+    first = await store.get("p/d/a.webp")
+    again = await store.get("p/d/a.webp")
+    assert again.body == b"first" and again.etag == first.etag == variant(b"first").etag
+    assert again.mtime == first.mtime == (tmp_path / "v" / "p" / "d" / "a.webp").stat().st_mtime
+    assert await store.delete("p/d/a.webp")
+    assert await store.get("p/d/a.webp") is None  # purged: never served from what was remembered
+    await store.put("p/d/a.webp", variant(b"other"), {})  # a new render after a purge: same size,
+    # maybe the same inode, but not the same mtime (which is all three can tell apart)
+    assert (await store.get("p/d/a.webp")).etag == variant(b"other").etag
+    (tmp_path / "v" / "p" / "x.webp").mkdir()  # a folder where a variant would be
+    assert await store.get("p/x.webp") is None
+
+
 async def test_failed_write_leaves_nothing(tmp_path):
     store = LocalVariants(str(tmp_path / "v"))
     (tmp_path / "v" / "p").mkdir()
