@@ -44,14 +44,18 @@ stepped through).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import Settings
 from ..render import Job, Rendered, RenderJob, Result
 from .base import RendererBase
 from .processes import ProcessRenderer
 from .threads import ThreadRenderer
+
+if TYPE_CHECKING:
+    from .remote import RemoteRenderer
 
 __all__ = ["ProcessRenderer", "Renderer", "RendererBase", "ThreadRenderer", "open_renderer"]
 
@@ -78,9 +82,17 @@ class Renderer(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer:
-    """The renderer ``render_mode`` names, started."""
+async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer | RemoteRenderer:
+    """The renderer ``render_mode`` names, started; the machine's pool when
+    ``serve`` runs one (``--workers`` above 1, process mode)."""
     s = settings
+    # Imported here: ``python -m imgproxy.workers.pool`` runs this package's __init__ first.
+    from .pool import POOL_ENV
+    from .remote import RemoteRenderer
+
+    pool = os.environ.get(POOL_ENV)
+    if s.render_mode == "process" and pool:
+        return RemoteRenderer(pool, s.concurrency, s.render_queue, s.render_timeout)
     if s.render_mode == "process":
         renderer = ProcessRenderer(s.concurrency, s.render_queue, s.render_timeout,
                                    s.worker_memory_mb, s.worker_cpu_seconds, s.vips_concurrency)
