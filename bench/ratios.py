@@ -35,6 +35,7 @@ def compute(results: dict) -> dict:
     for label, num, den, minimum in HIT_TARGETS:
         rows.append(_row(f"hit webp: {label}", hits.get(num), hits.get(den), minimum))
     rows += (results.get("encoding") or {}).get("targets", [])  # bench/encoding.py: ≤ or ≥ per row
+    rows += (results.get("pool") or {}).get("targets", [])  # bench/pool.py: pinned row ÷ best
     return {"targets": rows, "per_concurrency": per_concurrency}
 
 
