@@ -1,8 +1,9 @@
 """Where renders run: the one seam between the server and the render pipeline.
 
-Two renderers with one interface (``admit()``, ``await run(job)`` for any
+Three renderers with one interface (``admit()``, ``await run(job)`` for any
 job of :mod:`imgproxy.render.jobs`, ``await render(job)``, ``pending``,
-``workers``, ``aclose()``), picked by ``render_mode``:
+``workers``, ``idle``, ``aclose()``), picked by ``render_mode`` and by whether
+``serve`` runs a render pool:
 
 - ``ThreadRenderer`` runs :func:`imgproxy.render.render` in a thread pool
   (libvips releases the GIL). Fast, but a decoder that crashes or runs away
@@ -15,6 +16,14 @@ job of :mod:`imgproxy.render.jobs`, ``await render(job)``, ``pending``,
   threads or memory is inherited) and a clean environment, so a compromised
   decoder finds no signing key or cloud credential. One job at a time per
   worker over a socket pair.
+- ``RemoteRenderer`` (:mod:`.remote`), when ``serve --workers N`` runs in
+  process mode: the workers belong to one pool process for the machine
+  (:mod:`.pool`, a ``ProcessRenderer`` of N x ``concurrency`` workers) that
+  every server process submits jobs to over a Unix socket, so a keep-alive
+  connection pinned to one server process can use every worker. The server
+  process keeps admission, staging, the deadline and decoding the worker's
+  reply, so outcomes are those of ``ProcessRenderer``; hanging up stops the
+  job in the pool; a dead pool is 503 until ``serve`` has started another.
 
 Both bound the renders in flight: ``concurrency`` run, ``queue`` more wait, and
 past that a render is refused at once with 503 and ``Retry-After``; the place
