@@ -196,6 +196,7 @@ def main(argv: list[str]) -> int:
         signal.signal(name, signal.SIG_IGN)  # the keeper decides when the pool ends
     folder = Path(argv[0])
     concurrency, queue, memory_mb, cpu_seconds, vips = (int(a) for a in argv[1:])
+    # No deadline here: each server process keeps its own and hangs up when it passes.
     renderer = ProcessRenderer(concurrency, queue, 0, memory_mb, cpu_seconds, vips)
     try:
         asyncio.run(_serve(folder, renderer, queue))
