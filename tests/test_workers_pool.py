@@ -169,6 +169,16 @@ async def test_a_dead_pool_is_503_and_comes_back(pool: tuple[PoolKeeper, RemoteR
     assert (await r.render(job(corpus(STAR)))).width > 0
 
 
+async def test_no_pool_is_503_at_once(tmp_path: Path) -> None:
+    r = RemoteRenderer(str(tmp_path), concurrency=1, queue=0, timeout=20)
+    assert (r.workers, r.idle, r.pids) == (0, 0, [])
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as info:
+        await r.render(job(corpus(STAR)))
+    assert info.value.retry_after == 1 and time.monotonic() - started < 0.5
+    await r.aclose()
+
+
 # --- serve --workers 2: one pool for both server processes ------------------------------
 
 POOLED = {"IMGPROXY_RENDER_MODE": "process", "IMGPROXY_RENDER_THREADS": "1"}
