@@ -74,11 +74,11 @@ def _one(b: Bench, name: str, round_: int) -> dict:
     ids = cold_ids(b.inputs, f"pool/{name}-r{round_}", p.miss_cap + 2 * CLIENTS, large=True)
     with servers.ours(b.inputs.root, b.work / f"variants-pool-{name}-{round_}", PRESETS,
                       b.logs / f"ours-pool-{name}.log", workers, extra_env=env) as server:
+        b.quiet()  # first: an idle keep-alive connection would be closed while we wait
         conns = _pinned(server, CLIENTS)
         try:
             paths = [b.ours_path(i, FORMAT, PRESET) for i in ids]
             _drive(conns, paths[:2 * CLIENTS], 60)  # warm-up: each worker's first render loads codecs
-            b.quiet()
             with CpuWatch(server.pids) as cpu:
                 r = _drive(conns, paths[2 * CLIENTS:], p.miss_duration)
         finally:
