@@ -13,8 +13,10 @@ to the *same* server process (found from /proc, the worst case):
 - ``workers1-slots2``: ``--workers 1`` with 2 slots;
 - ``workers2-default``: ``--workers 2`` with the default slots (one per core).
 
-Rounds rotate the order so drift in machine load hits all alike; each
-configuration keeps its best round. Target: row ÷ best ≥ 0.95.
+Rounds rotate the order so drift in machine load hits all alike; a run that
+other processes disturbed (``NOISY``) is repeated once the machine is quiet,
+keeping the cleaner attempt, and each configuration keeps its best round.
+Target: row ÷ best ≥ 0.95.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from . import servers
 from .context import Bench
 from .inputs import cold_ids
-from .quiet import CpuWatch
+from .quiet import NOISY, CpuWatch
 from .servers import MAIN
 from .stats import summary
 
@@ -42,7 +44,7 @@ CONFIGS = {  # name: (server processes, IMGPROXY_RENDER_THREADS)
 }
 ROW = "workers2-slots1"
 TARGET = 0.95
-ROUNDS = 2
+ROUNDS = 3
 CLIENTS = 2
 
 
@@ -54,7 +56,7 @@ def run(b: Bench) -> dict:
         names = list(CONFIGS)
         names = names[round_ % len(names):] + names[:round_ % len(names)]
         for name in names:
-            rounds[name].append(_one(b, name, round_))
+            rounds[name].append(_cleanest(b, name, round_))
     best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in rounds.items()}
     top = max(best, key=lambda name: best[name]["rps"])
     ratio = round(best[ROW]["rps"] / best[top]["rps"], 3) if best[top]["rps"] else None
@@ -66,13 +68,25 @@ def run(b: Bench) -> dict:
             "targets": [row]}
 
 
-def _one(b: Bench, name: str, round_: int) -> dict:
+def _cleanest(b: Bench, name: str, round_: int) -> dict:
+    """The least disturbed of up to ``attempts`` runs."""
+    best: dict = {}
+    for attempt in range(b.profile.attempts):
+        r = _one(b, name, f"r{round_}a{attempt}")
+        if not best or r["foreign_cpu"] < best["foreign_cpu"]:
+            best = r
+        if r["foreign_cpu"] < NOISY:
+            break
+    return best
+
+
+def _one(b: Bench, name: str, run_: str) -> dict:
     p = b.profile
     workers, slots = CONFIGS[name]
     env = {"IMGPROXY_RENDER_MODE": "process", "IMGPROXY_RENDER_THREADS": slots,
            "IMGPROXY_MEMORY_CACHE_MB": "0"}
-    ids = cold_ids(b.inputs, f"pool/{name}-r{round_}", p.miss_cap + 2 * CLIENTS, large=True)
-    with servers.ours(b.inputs.root, b.work / f"variants-pool-{name}-{round_}", PRESETS,
+    ids = cold_ids(b.inputs, f"pool/{name}-{run_}", p.miss_cap + 2 * CLIENTS, large=True)
+    with servers.ours(b.inputs.root, b.work / f"variants-pool-{name}-{run_}", PRESETS,
                       b.logs / f"ours-pool-{name}.log", workers, extra_env=env) as server:
         b.quiet()  # first: an idle keep-alive connection would be closed while we wait
         conns = _pinned(server, CLIENTS)
@@ -87,7 +101,7 @@ def _one(b: Bench, name: str, round_: int) -> dict:
     r["foreign_cpu"] = cpu.foreign
     r["cpu_ms_per_req"] = round(1000 * cpu.target_s / r["requests"], 1) if r["requests"] else None
     r["workers"], r["render_threads"] = workers, int(slots)
-    print(f"[pool] {name:17} round {round_}  {r['rps']:6.2f} req/s  p50 {r['p50_ms']:7.1f} ms  "
+    print(f"[pool] {name:17} {run_}  {r['rps']:6.2f} req/s  p50 {r['p50_ms']:7.1f} ms  "
           f"foreign {cpu.foreign:.0%}  errors {r['errors']}", file=sys.stderr, flush=True)
     if r["requests"] == 0:
         raise RuntimeError(f"{name}: no successful renders ({r['statuses']})")
