@@ -51,6 +51,8 @@ class RemoteRenderer(RendererBase):
                 return 0, 0, []
             try:
                 self._status = mmap.mmap(fd, STATUS_SIZE, prot=mmap.PROT_READ)
+            except ValueError:  # the pool is making it
+                return 0, 0, []
             finally:
                 os.close(fd)
         return read_status(self._status)
