@@ -244,7 +244,8 @@ def get(conn: http.client.HTTPConnection, url: str) -> int:
 @pytest.mark.slow
 def test_two_connections_pinned_to_one_server_process_render_at_once(
         server_factory: Callable[..., Server]) -> None:
-    server = server_factory(workers=2, env=POOLED)
+    # No queue: a server process still admits as many renders as the pool has workers.
+    server = server_factory(workers=2, env={**POOLED, "IMGPROXY_RENDER_QUEUE": "0"})
     id = slow_original(server)
     workers = processes(server, b"imgproxy.workers.child")
     assert len(workers) == 2 and server.get("/healthz").json()["render_workers"] == 2
