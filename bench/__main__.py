@@ -22,14 +22,14 @@ from pathlib import Path
 
 from imgproxy.config import Settings
 
-from . import avif, classes, encoding, extras, fanout, hits, miss, ratios, report, tools
+from . import avif, classes, encoding, extras, fanout, hits, miss, pool, ratios, report, tools
 from .context import FULL, SMOKE, Bench, Profile
 from .inputs import PHOTO_SIZE, prepare
 from .servers import MAIN
 
 CASES = {"miss": miss.run, "breakdown": extras.breakdown, "hit": hits.run, "memory": extras.memory, "warm": extras.warm,
          "isolation": extras.isolation, "fanout": fanout.run, "formats": extras.formats, "encoding": encoding.run,
-         "classes": classes.run, "avif": avif.run}
+         "classes": classes.run, "avif": avif.run, "pool": pool.run}
 
 
 def main(argv: list[str] | None = None) -> int:

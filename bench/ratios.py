@@ -49,6 +49,7 @@ def compute(results: dict) -> dict:
     rows += class_rows(results.get("classes") or {})
     rows += memory_rows(results.get("memory") or {})
     rows += avif_rows(results)
+    rows += (results.get("pool") or {}).get("targets", [])  # bench/pool.py: pinned row ÷ best
     return {"targets": rows, "per_concurrency": per_concurrency}
 
 

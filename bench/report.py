@@ -79,6 +79,7 @@ def render(results: dict, plots: list[str]) -> str:
     out += memory_processes(results.get("memory") or {})
     out += _warm(results)
     out += _isolation(results)
+    out += _pool(results)
     out += _fanout(results)
     out += _formats(results)
     out += avif_section(results)
@@ -304,6 +305,23 @@ def _isolation(results: dict) -> list[str]:
                    f"{t.get('cpu_ms_per_req')} / {p.get('cpu_ms_per_req')} | "
                    f"{procs.get(c + 'thread')} / {procs.get(c + 'process')} | "
                    f"{max(t.get('foreign_cpu', 0), p.get('foreign_cpu', 0)):.0%} |")
+    return out
+
+
+def _pool(results: dict) -> list[str]:
+    pool = results.get("pool") or {}
+    if not pool.get("configs"):
+        return []
+    out = ["", "## One render pool per machine: two pinned keep-alive connections", "",
+           "22 MP JPEG → `web` (1200 px) WebP misses from 2 connections that one server process "
+           "accepted (`bench/pool.py`); best of the rounds.", "",
+           "| configuration | server processes | `IMGPROXY_RENDER_THREADS` | req/s | rounds | p50 ms "
+           "| CPU ms/req | foreign |",
+           "|---|---:|---:|---:|---|---:|---:|---:|"]
+    for name, r in pool["configs"].items():
+        rounds = ", ".join(f"{x:.2f}" for x in pool["rounds"].get(name, []))
+        out.append(f"| {name} | {r['workers']} | {r['render_threads']} | {r['rps']:.2f} | {rounds} | "
+                   f"{r['p50_ms']:.0f} | {r.get('cpu_ms_per_req')} | {r.get('foreign_cpu', 0):.0%} |")
     return out
 
 

@@ -7,6 +7,7 @@ derived from :class:`imgproxy.config.Settings`; nothing is declared twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -64,26 +65,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="imgproxy-metrics-"))
     from .web.logs import logging_config  # imports the metrics: only once their directory is set
 
-    uvicorn.run(
-        "imgproxy.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        log_config=logging_config(settings),
-        access_log=False,  # ours is imgproxy.web.logs.RequestLog
-        date_header=False,  # RequestLog sets Date, from the clock of Last-Modified
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        # Limits on what a client may hold (web/protocol.py): header bytes
-        # (431) and time, idle keep-alive, connections plus requests (503).
-        http="imgproxy.web.protocol:BoundedHttpTools",
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-        limit_concurrency=settings.max_connections,
-        timeout_keep_alive=settings.keep_alive_timeout,
-    )
+    with contextlib.ExitStack() as stack:
+        try:
+            _start_render_pool(settings, stack)
+        except RuntimeError as exc:
+            print(f"imgproxy: {exc}", file=sys.stderr)
+            return 1
+        uvicorn.run(
+            "imgproxy.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            log_config=logging_config(settings),
+            access_log=False,  # ours is imgproxy.web.logs.RequestLog
+            date_header=False,  # RequestLog sets Date, from the clock of Last-Modified
+            server_header=False,
+            timeout_graceful_shutdown=10,
+            # Limits on what a client may hold (web/protocol.py): header bytes
+            # (431) and time, idle keep-alive, connections plus requests (503).
+            http="imgproxy.web.protocol:BoundedHttpTools",
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=settings.keep_alive_timeout,
+        )
     return 0
+
+
+def _start_render_pool(settings: Settings, stack: contextlib.ExitStack) -> None:
+    """With several server processes in process mode, one render pool for all
+    of them (imgproxy.workers.pool), started before uvicorn forks them: a pinned
+    keep-alive connection then cannot leave another process's workers idle."""
+    if settings.render_mode != "process" or settings.workers == 1:
+        return
+    from .workers.pool import POOL_ENV, PoolKeeper
+
+    n = settings.workers  # as many workers and places as N separate pools had, now shared
+    pool = stack.enter_context(PoolKeeper(n * settings.concurrency, n * settings.render_queue,
+                                          settings.worker_memory_mb, settings.worker_cpu_seconds,
+                                          settings.vips_concurrency))
+    os.environ[POOL_ENV] = str(pool.folder)  # for the server processes uvicorn starts
 
 
 def _print_demo_urls(key: str, ids: Sequence[str], base_url: str) -> None:

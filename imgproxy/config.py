@@ -58,7 +58,7 @@ class Settings:
     keep_alive_timeout: int = setting(5, "seconds an idle keep-alive connection stays open")
     max_connections: int = setting(2048, "connections plus requests in flight per server process; requests beyond it get 503")
     memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
-    render_threads: int = setting(0, "concurrent renders per process; 0 means one per CPU core")
+    render_threads: int = setting(0, "concurrent renders per server process; 0 means one per CPU core (with --workers N in process mode, one pool of N times this many workers serves every process)")
     render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
     render_mode: str = setting("process", "'process' renders in capped, isolated worker processes; 'thread' in this process's thread pool")
     vips_concurrency: int = setting(1, "libvips threads per render; parallelism comes from concurrent renders")

@@ -89,8 +89,8 @@ class Services:
         False when every worker is busy, which is load, not a fault (a stuck
         worker is killed at ``render_timeout``). Raises ImgproxyError when
         rendering does not work."""
-        if not self.renderer.idle:
-            return False
+        if self.renderer.workers and not self.renderer.idle:
+            return False  # busy; with no worker at all (a render pool away) the probe must fail
         result = await self.renderer.run(RenderJob(_PROBE, _PROBE_PRESET, "png", Limits()))
         if not isinstance(result, Rendered) or not result.body:
             raise ImgproxyError("the health render returned nothing")

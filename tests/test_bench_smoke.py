@@ -44,6 +44,7 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
     encoding = results["encoding"]
     assert set(encoding["auto"]) == {"jpg", "webp", "avif"} and set(encoding["avif_effort"]) == {"2", "3", "4"}
     assert all(s["met"] == s["count"] for a in encoding["auto"].values() for s in a["summary"].values())
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in results["pool"]["configs"].values())
     cases = {row["case"] for row in results["ratios"]["targets"]}
     assert "miss webp: ours ÷ bare pyvips" in cases
     # Workload classes (bench/classes.py): bare and ours render every class; thumbor cannot read HEIC.

@@ -69,7 +69,8 @@ async def test_renders_a_path_and_fetched_bytes(renderer: ProcessRenderer) -> No
     from_bytes = await renderer.render(RenderJob(Source(data=path.read_bytes()), SMALL, "webp", Limits()))
     assert from_path.body[:4] == b"RIFF" and from_path.body[8:12] == b"WEBP"
     assert (from_bytes.width, from_bytes.height) == (from_path.width, from_path.height)
-    assert renderer._spool is not None and os.listdir(renderer._spool) == []  # the copy is gone
+    spool = renderer._staging.dir
+    assert spool is not None and os.listdir(spool) == []  # the copy is gone
 
 
 async def test_bad_input_is_a_4xx_and_keeps_the_worker(renderer: ProcessRenderer) -> None:

@@ -1,8 +1,9 @@
 """Where renders run: the one seam between the server and the render pipeline.
 
-Two renderers with one interface (``admit()``, ``await run(job)`` for any
+Three renderers with one interface (``admit()``, ``await run(job)`` for any
 job of :mod:`imgproxy.render.jobs`, ``await render(job)``, ``pending``,
-``workers``, ``aclose()``), picked by ``render_mode``:
+``workers``, ``idle``, ``aclose()``), picked by ``render_mode`` and by whether
+``serve`` runs a render pool:
 
 - ``ThreadRenderer`` runs :func:`imgproxy.render.render` in a thread pool
   (libvips releases the GIL). Fast, but a decoder that crashes or runs away
@@ -15,6 +16,14 @@ job of :mod:`imgproxy.render.jobs`, ``await render(job)``, ``pending``,
   threads or memory is inherited) and a clean environment, so a compromised
   decoder finds no signing key or cloud credential. One job at a time per
   worker over a socket pair.
+- ``RemoteRenderer`` (:mod:`.remote`), when ``serve --workers N`` runs in
+  process mode: the workers belong to one pool process for the machine
+  (:mod:`.pool`, a ``ProcessRenderer`` of N x ``concurrency`` workers) that
+  every server process submits jobs to over a Unix socket, so a keep-alive
+  connection pinned to one server process can use every worker. The server
+  process keeps admission, staging, the deadline and decoding the worker's
+  reply, so outcomes are those of ``ProcessRenderer``; hanging up stops the
+  job in the pool; a dead pool is 503 until ``serve`` has started another.
 
 Both bound the renders in flight: ``concurrency`` run, ``queue`` more wait, and
 past that a render is refused at once with 503 and ``Retry-After``; the place
@@ -44,14 +53,18 @@ stepped through).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import Settings
 from ..render import Job, Rendered, RenderJob, Result
 from .base import RendererBase
 from .processes import ProcessRenderer
 from .threads import ThreadRenderer
+
+if TYPE_CHECKING:
+    from .remote import RemoteRenderer
 
 __all__ = ["ProcessRenderer", "Renderer", "RendererBase", "ThreadRenderer", "open_renderer"]
 
@@ -78,9 +91,18 @@ class Renderer(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer:
-    """The renderer ``render_mode`` names, started."""
+async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer | RemoteRenderer:
+    """The renderer ``render_mode`` names, started; the machine's pool when
+    ``serve`` runs one (``--workers`` above 1, process mode)."""
     s = settings
+    # Imported here: ``python -m imgproxy.workers.pool`` runs this package's __init__ first.
+    from .pool import POOL_ENV
+    from .remote import RemoteRenderer
+
+    pool = os.environ.get(POOL_ENV)
+    if s.render_mode == "process" and pool:
+        # Admits as many renders as the whole pool runs, so one process can keep it busy.
+        return RemoteRenderer(pool, s.workers * s.concurrency, s.render_queue, s.render_timeout)
     if s.render_mode == "process":
         renderer = ProcessRenderer(s.concurrency, s.render_queue, s.render_timeout,
                                    s.worker_memory_mb, s.worker_cpu_seconds, s.vips_concurrency)

@@ -18,11 +18,13 @@ Meta is ``{"ready": pid}`` once at start, then one result or error per job
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
 import pickle
 import resource
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -57,6 +59,8 @@ def _limit_cpu(seconds: int) -> None:
         soft = min(soft, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
+
+_PR_SET_PDEATHSIG = 1
 
 #: Heap kept between jobs before it is given back to the system.
 TRIM_ABOVE = 256 * 1024 * 1024
@@ -125,8 +129,16 @@ def _self_test() -> None:
     render(RenderJob(Source(data=png), Preset(name="self-test", width=1, height=1), "png", Limits()))
 
 
+def _die_with_parent() -> None:
+    """SIGKILL when our parent (a server process or the render pool) dies: an
+    orphan would finish a render nobody waits for, on CPU the new pool needs."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def main(argv: list[str]) -> int:
     fd, memory_mb, cpu_seconds, vips_concurrency = (int(a) for a in argv)
+    _die_with_parent()
     # Caps first, before any untrusted byte is read. No core files: a crashing
     # decoder must not fill the disk with dumps of other people's images.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -12,6 +12,7 @@ become code in the server), so every result kind has a JSON form here::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 import traceback
@@ -23,11 +24,23 @@ from ..render import Fanned, Probed, Rendered, Result
 JOB_HEADER = struct.Struct("!Q")  # parent -> worker: length, then the pickled job
 REPLY_HEADER = struct.Struct("!IQ")  # worker -> parent: meta and body lengths
 MAX_META = 64 * 1024
+MAX_BODY = 1 << 30
 
 
 def encode_reply(meta: dict[str, Any], body: bytes = b"") -> list[bytes]:
     raw = json.dumps(meta).encode()
     return [REPLY_HEADER.pack(len(raw), len(body)), raw, body]
+
+
+async def read_reply(reader: asyncio.StreamReader, max_meta: int = MAX_META) -> tuple[dict[str, Any], bytes]:
+    """One reply frame; ValueError for one too large or whose meta is not a JSON object."""
+    meta_len, body_len = REPLY_HEADER.unpack(await reader.readexactly(REPLY_HEADER.size))
+    if meta_len > max_meta or body_len > MAX_BODY:
+        raise ValueError(f"a {meta_len}/{body_len} byte reply frame")
+    meta = json.loads(await reader.readexactly(meta_len))
+    if not isinstance(meta, dict):
+        raise ValueError("reply meta is not an object")
+    return meta, await reader.readexactly(body_len)
 
 
 #: Every error a worker may report, by status; anything else it sends is a bug.

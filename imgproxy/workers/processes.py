@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import pickle
@@ -24,7 +23,7 @@ import anyio
 from ..errors import ImgproxyError, Unavailable, Undecodable
 from ..render import Job, Result, Source
 from .base import RendererBase
-from .codec import JOB_HEADER, MAX_META, REPLY_HEADER, decode_result
+from .codec import JOB_HEADER, decode_result, read_reply
 
 log = logging.getLogger("imgproxy.workers")
 
@@ -34,7 +33,6 @@ _CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal
 #: The worker's environment: enough to run Python and libvips, no secrets.
 _ENV_NAMES = ("PATH", "LANG", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
 _ENV_PREFIXES = ("LC_", "VIPS_", "G_")
-_MAX_BODY = 1 << 30
 _START_TIMEOUT = 30.0
 
 
@@ -60,12 +58,7 @@ class _Worker:
         await self.writer.drain()
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
-        meta_len, body_len = REPLY_HEADER.unpack(await self.reader.readexactly(REPLY_HEADER.size))
-        if meta_len > MAX_META or body_len > _MAX_BODY:
-            raise ConnectionError(f"worker {self.pid} sent a {meta_len}/{body_len} byte frame")
-        meta = await self.reader.readexactly(meta_len)
-        body = await self.reader.readexactly(body_len)
-        return _json(meta), body
+        return await read_reply(self.reader)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -81,6 +74,45 @@ class _Worker:
             return await self.proc.wait()
 
 
+class WorkerDied(Exception):
+    """A worker's socket broke mid-job; ``error()`` is what the request gets."""
+
+    def __init__(self, code: int | None, pid: int) -> None:
+        super().__init__(code, pid)
+        self.code = code
+        self.pid = pid
+
+    def error(self) -> ImgproxyError:
+        return _death(self.code, self.pid)
+
+
+class Staging:
+    """Fetched bytes go to a worker as a file in shared memory, not down a socket."""
+
+    def __init__(self) -> None:
+        self.dir: str | None = None  # made on the first fetched original
+
+    async def stage(self, source: Source) -> tuple[Source, Path | None]:
+        """``source`` as a path a worker can open, and the file to unlink after the job."""
+        if source.data is None:
+            return source, None
+        if self.dir is None:
+            self.dir = _spool_dir()
+        fd, name = tempfile.mkstemp(dir=self.dir, prefix="src-")
+        path = Path(name)
+        try:
+            await anyio.to_thread.run_sync(_write_all, fd, source.data)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Source(path=name), path
+
+    def close(self) -> None:
+        if self.dir is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.dir)
+
+
 class ProcessRenderer(RendererBase):
     def __init__(self, concurrency: int, queue: int, timeout: float, memory_mb: int,
                  cpu_seconds: int, vips_concurrency: int = 1) -> None:
@@ -93,7 +125,7 @@ class ProcessRenderer(RendererBase):
         self._all: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._spool: str | None = None  # made on the first fetched original
+        self._staging = Staging()
 
     @property
     def workers(self) -> int:
@@ -116,14 +148,15 @@ class ProcessRenderer(RendererBase):
         worker: _Worker | None = None
         try:
             with anyio.fail_after(self.timeout):
-                worker = await self._checkout()
+                worker = await self.checkout()
                 if started is not None:
                     started()
                 return await self._run(worker, job)
         except TimeoutError:
             raise self.too_slow(rendering=worker is not None) from None
 
-    async def _checkout(self) -> _Worker:
+    async def checkout(self) -> _Worker:
+        """An idle, live worker; the caller hands it to :meth:`exchange` next."""
         while True:
             worker = await self._idle.get()
             if worker.alive:
@@ -132,12 +165,25 @@ class ProcessRenderer(RendererBase):
 
     async def _run(self, worker: _Worker, job: Job) -> Result:
         try:
-            source, spooled = await self._stage(job.source)
+            source, staged = await self._staging.stage(job.source)
         except BaseException:
             self._idle.put_nowait(worker)
             raise
         try:
-            await worker.send(pickle.dumps(replace(job, source=source)))
+            meta, body = await self.exchange(worker, replace(job, source=source))
+        except WorkerDied as died:
+            raise died.error() from None
+        finally:
+            if staged is not None:
+                staged.unlink(missing_ok=True)
+        return decode_result(meta, body, worker.pid)
+
+    async def exchange(self, worker: _Worker, job: Job) -> tuple[dict[str, Any], bytes]:
+        """Run ``job`` (its source a path) on a checked-out ``worker``; its reply
+        frame, undecoded. The worker goes back idle or is replaced; cancelling
+        kills it. Raises :class:`WorkerDied`."""
+        try:
+            await worker.send(pickle.dumps(job))
             meta, body = await worker.receive()
         except asyncio.CancelledError:  # the deadline (or shutdown): stop the render
             worker.kill()
@@ -145,30 +191,12 @@ class ProcessRenderer(RendererBase):
             raise
         except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
             self._replace(worker)
-            raise _death(await _exit_code(worker), worker.pid) from None
-        finally:
-            if spooled is not None:
-                spooled.unlink(missing_ok=True)
+            raise WorkerDied(await _exit_code(worker), worker.pid) from None
         if meta.get("exit"):
             self._replace(worker)
         else:
             self._idle.put_nowait(worker)
-        return decode_result(meta, body, worker.pid)
-
-    async def _stage(self, source: Source) -> tuple[Source, Path | None]:
-        """Fetched bytes go to a worker as a file in shared memory, not down the socket."""
-        if source.data is None:
-            return source, None
-        if self._spool is None:
-            self._spool = _spool_dir()
-        fd, name = tempfile.mkstemp(dir=self._spool, prefix="src-")
-        path = Path(name)
-        try:
-            await anyio.to_thread.run_sync(_write_all, fd, source.data)
-        except BaseException:
-            os.unlink(name)
-            raise
-        return Source(path=name), path
+        return meta, body
 
     def _replace(self, worker: _Worker) -> None:
         """Reap ``worker`` and start another in the background."""
@@ -196,7 +224,7 @@ class ProcessRenderer(RendererBase):
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "imgproxy.workers.child", str(child.fileno()), *self._args,
-                pass_fds=(child.fileno(),), env=_worker_env(), stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=(child.fileno(),), env=worker_env(), stdin=asyncio.subprocess.DEVNULL,
             )
         except BaseException:
             parent.close()
@@ -237,9 +265,7 @@ class ProcessRenderer(RendererBase):
         # 4. close: each worker exits on EOF; stragglers are killed.
         workers, self._all = list(self._all), set()
         await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
-        if self._spool is not None:
-            with contextlib.suppress(OSError):
-                os.rmdir(self._spool)
+        self._staging.close()
 
 
 def _death(code: int | None, pid: int) -> ImgproxyError:
@@ -271,14 +297,7 @@ def _describe(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _json(raw: bytes) -> dict[str, Any]:
-    value = json.loads(raw)
-    if not isinstance(value, dict):
-        raise ValueError("worker meta is not an object")
-    return value
-
-
-def _worker_env() -> dict[str, str]:
+def worker_env() -> dict[str, str]:
     return {name: value for name, value in os.environ.items()
             if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)}
 
