@@ -34,8 +34,8 @@ __all__ = [
 
 
 #: Savers' ``keep`` and thumbnail's ``output_profile`` arrived in 8.15. With
-#: Debian 12's 8.14 they are refused, GPS can survive ``strip = false``, and a
-#: system libheif beside pi-heif's own crashes on HEIC; so older is refused.
+#: Debian 12's 8.14 they are refused, GPS survived ``strip`` in WebP, and a
+#: system libheif beside pi-heif's own crashed on HEIC; so older is refused.
 MIN_LIBVIPS = (8, 15)
 
 
