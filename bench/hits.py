@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import sys
 import urllib.request
+from collections.abc import Callable
 
 from . import paced, servers, wrk
 from .context import PRESETS, Bench
@@ -90,22 +91,7 @@ def _sweep(b: Bench, server: servers.Server, paths: list[str]) -> dict:
     listing = b.url_list(paths)
     out: dict = {}
     for c in b.profile.hit_concurrencies:
-        r: dict = {}
-        for _ in range(b.profile.attempts):  # repeat a run another process disturbed
-            b.quiet()
-            before = _tiers(server)
-            with CpuWatch(server.pids) as cpu:
-                attempt = wrk.run(server.ports, listing, c, b.profile.hit_duration)
-            after = _tiers(server)
-            attempt["foreign_cpu"] = cpu.foreign
-            attempt["cpu_us_per_req"] = round(1e6 * cpu.target_s / max(1, attempt["requests"]), 1)
-            if before is not None and after is not None:
-                attempt["tiers"] = {k: int(after[k] - before.get(k, 0)) for k in after
-                                    if after[k] - before.get(k, 0) > 0}
-            if not r or attempt["foreign_cpu"] < r["foreign_cpu"]:
-                r = attempt
-            if r["foreign_cpu"] < NOISY:
-                break
+        r = _least_disturbed(b, server, lambda c=c: wrk.run(server.ports, listing, c, b.profile.hit_duration))
         out[str(c)] = r
         print(f"[hit]  c={c:<3} {server.name:12} {r['rps']:9.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
               f"p99 {r['p99_ms']:7.2f} ms  foreign {r['foreign_cpu']:.0%}  {r.get('tiers', '')}",
@@ -118,15 +104,26 @@ def _paced(b: Bench, server: servers.Server, paths: list[str], rate: float) -> d
     if rate <= 0:
         return {}
     listing = b.url_list(paths)
+    r = _least_disturbed(b, server, lambda: paced.run(server.ports, listing, rate, b.profile.hit_duration))
+    r["share_of_peak"] = PACED_SHARE
+    print(f"[hit]  paced {server.name:10} {r['rate']:9.0f} req/s asked, {r['rps']:9.1f} done  "
+          f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  foreign {r['foreign_cpu']:.0%}  "
+          f"{r.get('tiers', '')}", file=sys.stderr, flush=True)
+    return r
+
+
+def _least_disturbed(b: Bench, server: servers.Server, measure: Callable[[], dict]) -> dict:
+    """``measure()`` with its CPU, foreign CPU and tier mix, repeated while another
+    process disturbed it (up to ``attempts`` runs); the least disturbed run."""
     r: dict = {}
     for _ in range(b.profile.attempts):
         b.quiet()
         before = _tiers(server)
         with CpuWatch(server.pids) as cpu:
-            attempt = paced.run(server.ports, listing, rate, b.profile.hit_duration)
+            attempt = measure()
         after = _tiers(server)
         attempt["foreign_cpu"] = cpu.foreign
-        attempt["share_of_peak"] = PACED_SHARE
+        attempt["cpu_us_per_req"] = round(1e6 * cpu.target_s / max(1, attempt["requests"]), 1)
         if before is not None and after is not None:
             attempt["tiers"] = {k: int(after[k] - before.get(k, 0)) for k in after
                                 if after[k] - before.get(k, 0) > 0}
@@ -134,9 +131,6 @@ def _paced(b: Bench, server: servers.Server, paths: list[str], rate: float) -> d
             r = attempt
         if r["foreign_cpu"] < NOISY:
             break
-    print(f"[hit]  paced {server.name:10} {r['rate']:9.0f} req/s asked, {r['rps']:9.1f} done  "
-          f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  foreign {r['foreign_cpu']:.0%}  "
-          f"{r.get('tiers', '')}", file=sys.stderr, flush=True)
     return r
 
 
