@@ -5,7 +5,7 @@
 - *Bytes:* per class, the pipeline's output before encoding (its first source,
   the class's preset; the first frame of an animation) is the reference. Our
   AVIF at the preset's quality and each effort of ``EFFORTS`` is scored by
-  SSIM (scikit-image ``structural_similarity`` on luma, Gaussian σ 1.5, the
+  SSIM (luma, Gaussian σ 1.5, as scikit-image's ``structural_similarity``; the
   metric of ``quality = "auto"``: :mod:`imgproxy.render.autoquality`); WebP is
   swept over ``WEBP_SWEEP`` and its bytes interpolated (log bytes linear in
   SSIM) at the SSIM AVIF reached. AVIF ÷ WebP below 1 means AVIF is smaller at
@@ -41,7 +41,7 @@ def run(b: Bench) -> dict:
     smoke = b.profile.name == "smoke"
     out: dict = {"default_effort": OUTPUTS["avif"].options["effort"],
                  "efforts": list(SMOKE_EFFORTS if smoke else EFFORTS),
-                 "metric": "luma SSIM, scikit-image structural_similarity (Gaussian σ 1.5)", "classes": {}}
+                 "metric": "luma SSIM (Gaussian σ 1.5, as scikit-image structural_similarity)", "classes": {}}
     b.quiet()
     for cls in classes(b):
         out["classes"][cls.name] = _one(cls, smoke)

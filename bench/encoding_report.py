@@ -12,7 +12,7 @@ def encoding_section(e: dict) -> list[str]:
            f"`python -m bench.encoding` ({e.get('elapsed_s', 0):.0f} s): {photos} corpus photos resized to "
            f"fit {e.get('side', 1200)} px ({', '.join(r['size'] for r in refs.values() if r['kind'] == 'photo')}) and "
            f"{len(refs) - photos} generated AI-tool-like PNGs (flat, soft, poster), one PNG each fed to "
-           "both encoders, one libvips thread each. Metric: luma SSIM (Gaussian σ 1.5, scikit-image) "
+           "both encoders, one libvips thread each. Metric: luma SSIM (Gaussian σ 1.5, as scikit-image computes it) "
            "of the decoded output against that PNG. See `bench/encoding.py` for the method."
            + (" This is `make bench`'s light sweep (four qualities a format besides the operating points); "
               "`python -m bench --long` or `python -m bench.encoding` run the full one."

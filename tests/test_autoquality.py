@@ -83,3 +83,16 @@ def test_animations_get_the_formats_default():
     assert (plan.target, plan.quality) == (None, 80)
     still = make_plan(Header("jpegload", 100, 100, 1), presets()["auto"], "webp", Limits())
     assert (still.target, still.quality) == (DEFAULT_AUTO_TARGET, LADDERS["webp"][-1])
+
+
+@pytest.mark.parametrize("path", PHOTOS[:2], ids=lambda p: p.stem)
+def test_ssim_agrees_with_scikit_image(path):
+    """Our numpy SSIM is scikit-image's ``structural_similarity`` as the ladder search used it."""
+    from skimage.metrics import structural_similarity
+
+    image = pyvips.Image.thumbnail(str(path), 400)
+    a, b = luma(image), luma_of(image.jpegsave_buffer(Q=40))
+    expected = structural_similarity(a.numpy(), b.numpy(), data_range=255, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert ssim(a, b) == pytest.approx(expected, abs=1e-6)
+    assert ssim(a, a) == pytest.approx(1.0)

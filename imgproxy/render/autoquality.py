@@ -1,8 +1,11 @@
 """``quality = "auto"``: per image, the lowest quality whose output stays above a target.
 
 The metric is SSIM on the luma (BT.601 Y, Gaussian window σ 1.5, the
-constants of Wang et al. 2004) from scikit-image, between the resized image
-about to be encoded (the reference) and the decoded candidate.
+constants of Wang et al. 2004), between the resized image about to be encoded
+(the reference) and the decoded candidate. libvips computes it, as
+scikit-image's ``structural_similarity`` does (``tests/test_autoquality.py``
+checks the two agree, and they cost the same), so the install carries no
+scipy or scikit-image.
 
 Quality is searched on a short ladder per format, assuming SSIM grows with
 quality:
@@ -29,7 +32,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
     import pyvips
 
 #: Qualities the search may pick, per format, low to high. AVIF's scale is harsher.
@@ -39,7 +41,9 @@ LADDERS: dict[str, tuple[int, ...]] = {
     "webp": (30, 40, 48, 55, 60, 65, 70, 74, 78, 81, 84, 87, 90, 92, 94, 96),
     "avif": (25, 32, 38, 43, 47, 50, 53, 56, 59, 62, 65, 68, 72, 76, 82, 90),
 }
-_WINDOW = 11  # scikit-image's Gaussian window at σ 1.5
+_SIGMA = 1.5
+_RADIUS = int(3.5 * _SIGMA + 0.5)  # scipy's Gaussian truncated at 3.5 σ, as scikit-image uses it
+_WINDOW = 2 * _RADIUS + 1  # 11 px
 
 
 @dataclass(frozen=True)
@@ -117,28 +121,39 @@ def _mosaic(image: pyvips.Image) -> pyvips.Image | None:
     return pyvips.Image.arrayjoin(tiles, across=2).copy_memory()
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two luma planes (0..255), as Wang et al. define it."""
-    from skimage.metrics import structural_similarity
+def ssim(a: pyvips.Image, b: pyvips.Image) -> float:
+    """Mean SSIM of two luma planes (0..255), as Wang et al. define it: Gaussian-weighted
+    local statistics (population covariance), averaged over the pixels at least a window
+    radius from the edge. Only those pixels are averaged, so the edge mode does not matter."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    width, height = a.width - 2 * _RADIUS, a.height - 2 * _RADIUS
+    stats = a.bandjoin([b, a * a, b * b, a * b]).convsep(_window(), precision="float")
+    mx, my, xx, yy, xy = stats.crop(_RADIUS, _RADIUS, width, height).bandsplit()
+    mxy, mm = mx * my, mx * mx + my * my
+    return float(((mxy * 2 + c1) * ((xy - mxy) * 2 + c2) / ((mm + c1) * (xx + yy - mm + c2))).avg())
 
-    return float(structural_similarity(  # type: ignore[no-untyped-call]
-        a, b, data_range=255, gaussian_weights=True, sigma=1.5,
-        use_sample_covariance=False))
+
+def _window() -> pyvips.Image:
+    """The normalised 1-D Gaussian, applied along both axes by ``convsep``."""
+    import math
+
+    import pyvips
+
+    taps = [math.exp(-0.5 * (i / _SIGMA) ** 2) for i in range(-_RADIUS, _RADIUS + 1)]
+    return pyvips.Image.new_from_list([[t / sum(taps) for t in taps]])
 
 
-def luma_of(body: bytes) -> np.ndarray:
+def luma_of(body: bytes) -> pyvips.Image:
     import pyvips
 
     return luma(pyvips.Image.new_from_buffer(body, "", access="sequential"))
 
 
-def luma(image: pyvips.Image) -> np.ndarray:
-    """The BT.601 luma of an 8-bit sRGB or grey image as float32, alpha flattened onto white."""
-    import numpy as np
-
+def luma(image: pyvips.Image) -> pyvips.Image:
+    """The BT.601 luma of an 8-bit sRGB or grey image as float, alpha flattened onto white,
+    in memory (the search compares one reference with several candidates)."""
     if image.hasalpha():
         image = image.flatten(background=[255] * (image.bands - 1))
     if image.bands >= 3:
         image = image[0] * 0.299 + image[1] * 0.587 + image[2] * 0.114
-    plane = image.cast("float").write_to_memory()
-    return np.frombuffer(plane, dtype=np.float32).reshape(image.height, image.width)
+    return image.cast("float").copy_memory()
