@@ -1,5 +1,6 @@
 # make run   - start imgproxy on the embedded default (README: "make run")
 # make test  - lint, type-check and run the whole suite
+# make check - lint, type-check and the tests that start no process (the fast loop while editing)
 # make soak  - fault soak: Zipf traffic with hostile originals and injected faults (bench/soak.py)
 # make bench - run the benchmarks, writes docs/BENCHMARKS.md (README: "Benchmarks")
 
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench soak clean
+.PHONY: run test check bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,13 @@ test: $(STAMP)
 	$(BIN)/ruff check imgproxy tests bench loadtest
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra
+
+# Tests that start a server, origin, moto or browser are marked `server` (tests/conftest.py);
+# IMGPROXY_TESTS_NO_SERVERS fails any that starts one without the mark.
+check: $(STAMP)
+	$(BIN)/ruff check imgproxy tests bench loadtest
+	$(BIN)/mypy
+	IMGPROXY_TESTS_NO_SERVERS=1 $(BIN)/python -m pytest -q -m "not slow and not server"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -23,6 +23,70 @@ TESTIMAGES = ROOT.parent / "shared" / "testimages"
 KEY = "test-key-0123456789abcdefghijklmnopqrstuv"
 
 
+# --- Processes the suite starts ---------------------------------------------------------------
+# Servers, origins and moto run in sessions of their own (a stray signal to the terminal's group
+# must not stop them mid-test); every one is listed here so that Ctrl-C, SIGTERM and the end of
+# the run kill them all at once instead of waiting on each fixture's graceful stop.
+# `make check` sets IMGPROXY_TESTS_NO_SERVERS and runs `-m "not server"`: a test that starts
+# one without the mark fails there, so the mark cannot drift.
+_STARTED: list[subprocess.Popen[bytes]] = []
+SERVER_FIXTURES = {"server", "server_factory", "origin", "moto", "bucket", "s3"}
+
+
+def spawn(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` in a new session, killed with its group when the run ends or is stopped."""
+    if os.environ.get("IMGPROXY_TESTS_NO_SERVERS"):
+        pytest.fail("this test starts a process: mark it pytest.mark.server", pytrace=False)
+    proc = subprocess.Popen(args, start_new_session=True, **kw)
+    _STARTED.append(proc)
+    return proc
+
+
+def _kill_started() -> None:
+    for proc in _STARTED:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    # Kill first: pytest's unwinding runs each fixture's graceful stop, seconds apiece.
+    _kill_started()
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def pytest_keyboard_interrupt(excinfo: Any) -> None:
+    _kill_started()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _kill_started()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
+
+def require(*tools: str) -> None:
+    """Skip without the tools, except in CI, where a missing tool is a failure: .ci/run installs
+    every one, so a skip there would hide a broken install."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        reason = f"not installed: {', '.join(missing)} (.ci/run installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,10 +186,9 @@ def start_server(
     }
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp / f"server-{port}.log"
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "imgproxy", "serve", "--port", str(port), "--workers", str(workers)],
         env=full_env, cwd=tmp, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
     server = Server(f"http://127.0.0.1:{port}", proc, Path(str(originals)), Path(str(variants)), log, env=full_env)
     if wait:
@@ -201,11 +264,11 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of the test origin (``http://127.0.0.1:N``)."""
     port = free_port()
     log = tmp_path_factory.mktemp("origin") / "origin.log"
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "uvicorn", "tests.origins:app", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning", "--timeout-graceful-shutdown", "1"],
         cwd=ROOT, env={**os.environ, "ORIGIN_PHOTO": str(corpus(ORIGIN_PHOTO)), "PYTHONPATH": str(ROOT)},
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -248,10 +311,9 @@ class Moto:
         return {**S3_ENV, "IMGPROXY_S3_ENDPOINT_URL": self.endpoint, **extra}
 
     def start(self, timeout: float = 30) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             env={**os.environ, **S3_ENV}, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

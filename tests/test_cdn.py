@@ -1,15 +1,19 @@
 """deploy/nginx.conf in front of a real server: what a CDN sees."""
 
 import os
-import shutil
 import subprocess
 import time
 
 import httpx
 import pytest
-from conftest import ROOT, add_original, corpus, free_port
+from conftest import ROOT, add_original, corpus, free_port, require, spawn
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(autouse=True)
+def _nginx() -> None:
+    require("nginx")
 
 SNIPPET = ROOT / "deploy" / "nginx.conf"
 # The shipped snippet, with the cache path, listen address and upstream changed.
@@ -50,8 +54,8 @@ def cdn(server, tmp_path):
     # As root, nginx's workers would drop to 'nobody', who cannot enter pytest's tmp dirs.
     user = "user root;" if os.geteuid() == 0 else ""
     conf.write_text(MAIN.format(user=user, **values))
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = spawn(["nginx", "-c", str(conf), "-p", str(tmp_path)],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -105,6 +105,7 @@ def test_limits_are_settings_with_env_names() -> None:
             load_settings({"IMGPROXY_CONFIG": str(ROOT / "config" / "imgproxy.toml"), **bad})
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("keys, why", [("", "at least one signing key"), ("short-key", "at least 32"),
                                        ("DEV", "development key")])
 def test_production_server_refuses_to_start(tmp_path: Path, keys: str, why: str) -> None:
@@ -122,6 +123,7 @@ def test_production_server_refuses_to_start(tmp_path: Path, keys: str, why: str)
     assert dev_key not in log and "short-key" not in log.replace("IMGPROXY_KEYS", "")
 
 
+@pytest.mark.server
 def test_keys_never_appear_in_logs_or_info(tmp_path: Path) -> None:
     env = {"IMGPROXY_ENV": "production", "IMGPROXY_KEYS": f"{GOOD_KEY},old-{GOOD_KEY}",
            "IMGPROXY_LOG_LEVEL": "debug", "IMGPROXY_RENDER_MODE": "process"}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import pyvips
+from conftest import require, spawn
 
 from imgproxy.demo import SAMPLES, seed
 
@@ -76,15 +77,14 @@ _IMAGES_LOADED = """
 def test_chromium_decodes_every_image_and_picks_avif(gallery, tmp_path):
     from websockets.sync.client import connect
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require("chromium")
+    chromium = shutil.which("chromium")
     profile = tmp_path / "chromium-profile"
-    proc = subprocess.Popen(
+    proc = spawn(
         [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
          "--remote-debugging-port=0", "--window-size=1400,4000", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         with connect(_devtools_port(profile, proc), max_size=None, open_timeout=30) as ws:

@@ -1,13 +1,12 @@
 """``.auto``: the format picked by Accept, keyed on the chosen format, in a real browser too."""
 
 import asyncio
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, add_original, corpus
+from conftest import Server, add_original, corpus, require
 
 from imgproxy.web.negotiate import accepted
 
@@ -92,8 +91,8 @@ def test_sign_format_auto() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_chromium_receives_avif_and_decodes_it(server: Server, tmp_path: Path) -> None:
+    require("chromium")
     add_original(server, corpus(PHOTO), "photo")
     url = server.url("thumbnail", "photo", "auto")
     page = tmp_path / "page.html"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from artwork import decode, write_presets
-from conftest import ROOT, add_original, corpus
+from conftest import ROOT, add_original, corpus, require
 
 from imgproxy import sign_url
 
@@ -31,8 +30,8 @@ const fs = require("node:fs");
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
 def test_the_loader_signs_the_nearest_ladder_width(server_factory, tmp_path):
+    require("node")
     server = server_factory(env={"IMGPROXY_PRESETS": str(write_presets(tmp_path))})
     add_original(server, corpus("large/mei__Issue_266.jpg"), "photo")
     env = {"PATH": "/usr/bin:/bin", "IMGPROXY_KEY": server.key, "IMGPROXY_BASE_URL": server.base_url + "/",

@@ -49,7 +49,7 @@ class Store:
     keys: Callable[[], set[str]]
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.server)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "local":
         root = tmp_path / "store"

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import inspect
 import json
-import shutil
 import statistics
 import subprocess
 import time
@@ -73,9 +72,10 @@ for (const v of vectors) {
 """
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_node_minted_urls_are_accepted(server_factory, tmp_path):
-    from conftest import TESTIMAGES, add_original
+    from conftest import TESTIMAGES, add_original, require
+
+    require("node")
 
     vectors_file = tmp_path / "vectors.json"
     server_vectors = [dict(v, key=v["key"]) for v in VECTORS if v["key"] == VECTORS[0]["key"]]

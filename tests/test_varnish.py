@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,9 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, Server, add_original, corpus, free_port
+from conftest import ROOT, Server, add_original, corpus, free_port, require, spawn
 
-pytestmark = pytest.mark.skipif(shutil.which("varnishd") is None, reason="varnishd is not installed")
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(autouse=True)
+def _varnishd() -> None:
+    require("varnishd")
 
 VCL = ROOT / "deploy" / "varnish.vcl"
 ERROR_TTL = int(re.search(r"set beresp\.ttl = (\d+)s;\s+# ERROR_TTL", VCL.read_text())[1])
@@ -42,10 +46,10 @@ def varnish(server: Server, tmp_path: Path) -> Iterator[Varnish]:
     log = tmp_path / "varnishd.log"
     # -F: foreground, so the test owns the process; -j none: as root, stay root (the default
     # jail drops to the 'vcache' user, who cannot enter pytest's private tmp directories).
-    proc = subprocess.Popen(
+    proc = spawn(
         ["varnishd", "-F", "-j", "none", "-a", f"127.0.0.1:{listen}", "-f", str(tmp_path / "varnish.vcl"),
          "-n", str(tmp_path / "varnish"), "-s", "malloc,64m"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{listen}"
     deadline = time.monotonic() + 30
