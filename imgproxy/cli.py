@@ -101,8 +101,8 @@ def _start_render_pool(settings: Settings, stack: contextlib.ExitStack) -> None:
         return
     from .workers.pool import POOL_ENV, PoolKeeper
 
-    n = settings.workers  # as many workers and places as N separate pools had, now shared
-    pool = stack.enter_context(PoolKeeper(n * settings.concurrency, n * settings.render_queue,
+    # One worker per core for the machine (not per server process), and every process's queue.
+    pool = stack.enter_context(PoolKeeper(settings.concurrency, settings.workers * settings.render_queue,
                                           settings.worker_memory_mb, settings.worker_cpu_seconds,
                                           settings.vips_concurrency))
     os.environ[POOL_ENV] = str(pool.folder)  # for the server processes uvicorn starts

@@ -58,7 +58,7 @@ class Settings:
     keep_alive_timeout: int = setting(5, "seconds an idle keep-alive connection stays open")
     max_connections: int = setting(2048, "connections plus requests in flight per server process; requests beyond it get 503")
     memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
-    render_threads: int = setting(0, "concurrent renders per server process; 0 means one per CPU core (with --workers N in process mode, one pool of N times this many workers serves every process)")
+    render_threads: int = setting(0, "concurrent renders on the machine, however many server processes there are (in process mode one pool of this many workers serves them all; in thread mode each process gets its share); 0 means one per CPU core this process may run on")
     render_queue: int = setting(64, "renders allowed to wait for a slot before new ones get 503")
     render_mode: str = setting("process", "'process' renders in capped, isolated worker processes; 'thread' in this process's thread pool")
     vips_concurrency: int = setting(1, "libvips threads per render; parallelism comes from concurrent renders")
@@ -168,7 +168,15 @@ class Settings:
 
     @property
     def concurrency(self) -> int:
-        return self.render_threads or os.cpu_count() or 1
+        """Renders at once on the machine: the setting, or the cores we may run on (taskset, cgroups'
+        cpusets), not every core the machine has."""
+        return self.render_threads or len(os.sched_getaffinity(0)) or 1
+
+    @property
+    def process_concurrency(self) -> int:
+        """Renders at once in one server process that renders on its own (thread mode, or a
+        single process): its share of the machine's."""
+        return max(1, self.concurrency // self.workers)
 
     def describe(self) -> dict[str, str]:
         """Settings as printable strings, secrets masked."""

@@ -181,7 +181,7 @@ async def test_no_pool_is_503_at_once(tmp_path: Path) -> None:
 
 # --- serve --workers 2: one pool for both server processes ------------------------------
 
-POOLED = {"IMGPROXY_RENDER_MODE": "process", "IMGPROXY_RENDER_THREADS": "1"}
+POOLED = {"IMGPROXY_RENDER_MODE": "process", "IMGPROXY_RENDER_THREADS": "2"}  # for the machine
 
 
 def processes(server: Server, module: bytes) -> list[int]:
@@ -297,6 +297,15 @@ def test_a_dead_pool_is_503_json_then_serve_restarts_it(server_factory: Callable
     wait_until(lambda: httpx.get(server.url("thumbnail", star), timeout=60).status_code == 200, timeout=30)
     assert httpx.get(url, timeout=60).status_code == 200
     assert "the render pool exited" in server.logs()
+
+
+def test_by_default_the_machine_has_one_render_worker_per_core(server_factory: Callable[..., Server]) -> None:
+    # --workers sets server processes only: 3 of them still share one worker per core.
+    server = server_factory(workers=3, env={"IMGPROXY_RENDER_MODE": "process"})
+    cores = len(os.sched_getaffinity(0))
+    wait_until(lambda: len(processes(server, b"imgproxy.workers.child")) == cores, timeout=30)
+    assert len(processes(server, b"imgproxy.workers.pool")) == 1
+    assert server.get("/healthz").json()["render_workers"] == cores
 
 
 def test_stopping_serve_stops_the_pool_and_its_workers(server_factory: Callable[..., Server]) -> None:

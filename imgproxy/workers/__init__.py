@@ -102,10 +102,10 @@ async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer 
     pool = os.environ.get(POOL_ENV)
     if s.render_mode == "process" and pool:
         # Admits as many renders as the whole pool runs, so one process can keep it busy.
-        return RemoteRenderer(pool, s.workers * s.concurrency, s.render_queue, s.render_timeout)
+        return RemoteRenderer(pool, s.concurrency, s.render_queue, s.render_timeout)
     if s.render_mode == "process":
-        renderer = ProcessRenderer(s.concurrency, s.render_queue, s.render_timeout,
+        renderer = ProcessRenderer(s.process_concurrency, s.render_queue, s.render_timeout,
                                    s.worker_memory_mb, s.worker_cpu_seconds, s.vips_concurrency)
         await renderer.start()
         return renderer
-    return ThreadRenderer(s.concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
+    return ThreadRenderer(s.process_concurrency, s.render_queue, s.render_timeout, s.vips_concurrency)
