@@ -306,3 +306,38 @@ def test_a_404_before_the_upload_is_kept_only_briefly(server_factory: Callable[.
     assert early.status_code == 404 and early.headers["cache-control"] == "public, max-age=2"
     assert put(server, "soon", corpus(PHOTO).read_bytes(), "?render=none").status_code == 201
     assert httpx.get(server.url("thumbnail", "soon"), timeout=30).status_code == 200  # no 404 kept inside
+
+
+def _download(server: Server, id: str) -> httpx.Response:
+    from imgproxy.urls import original_url
+
+    return httpx.get(original_url(KEY, id, int(time.time()) + 3600, False, server.base_url), timeout=30)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_an_upload_never_gives_an_existing_id_a_second_meaning(where: str, server_factory: Callable[..., Server],
+                                                                moto: Moto, bucket: str) -> None:
+    if where == "s3":
+        server = server_factory(originals=f"s3://{bucket}/o", variants=f"s3://{bucket}/v", env=moto.env(**TOKENS))
+    else:
+        server = server_factory(env=TOKENS)
+    red, green = corpus(PHOTO).read_bytes(), corpus(OTHER).read_bytes()
+    assert put(server, "y.png", red, "?render=none").status_code == 201
+    before = httpx.get(server.url("thumbnail", "y"), timeout=30)
+    assert before.status_code == 200
+    # y resolves to y.png: neither y.jpg nor y itself may now mean other bytes.
+    for id in ("y.jpg", "y", "y.png"):
+        r = put(server, id, green, "?render=none")
+        assert r.status_code == 409 and r.json()["error"] == "conflict", (id, r.text)
+    assert _download(server, "y").content == red
+    # The other way round: an extension-less key, then an id with an extension beside it.
+    assert put(server, "z", red, "?render=none").status_code == 201
+    assert put(server, "z.png", green, "?render=none").status_code == 409
+    # The same bytes under a second name change nothing, so they are stored.
+    same = put(server, "y.jpg", red, "?render=none")
+    assert same.status_code == 201 and same.json()["key"] == "y.jpg", same.text
+    assert _download(server, "y").content == red
+    assert _download(server, "y.jpg").content == red
+    assert _download(server, "z").content == red
+    again = httpx.get(server.url("thumbnail", "y"), timeout=30)
+    assert again.status_code == 200 and again.content == before.content

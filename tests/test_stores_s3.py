@@ -319,3 +319,17 @@ async def test_listing_and_deleting(s3: object, bucket: str, moto: Moto) -> None
     assert [e async for e in store.list()] == [("p/d/x.webp", 4)]
     assert await store.delete("p/d/x.webp") and not await store.delete("p/d/x.webp")
     assert [e async for e in store.list()] == []
+
+
+async def test_an_id_with_several_keys_resolves_the_same_way_after_a_restart(
+        s3: object, bucket: str, moto: Moto, caplog: pytest.LogCaptureFixture) -> None:
+    for key in ("o/m/logo.png", "o/m/logo.jpg", "o/m/icon.jpg", "o/m/icon.png", "o/m/icon.JPG"):
+        put_original(moto, bucket, key, corpus(PHOTO))
+    caplog.set_level("WARNING", logger="imgproxy.stores")
+    for _ in range(3):  # fresh stores: no process's cache decides
+        store = S3Originals(s3, f"s3://{bucket}/o", 10_000_000, 5, Spool(1 << 30))
+        assert (await store.fetch("m/logo")).key == "o/m/logo.jpg"
+        assert (await store.fetch("m/icon")).key == "o/m/icon.jpg"
+        assert (await store.locate("m/icon")).key == "m/icon.jpg"
+    warned = [r.getMessage() for r in caplog.records if "stored under" in r.getMessage()]
+    assert len(warned) == 2 and "o/m/icon.jpg, o/m/icon.JPG, o/m/icon.png" in warned[1], warned

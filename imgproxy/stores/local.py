@@ -33,7 +33,7 @@ import anyio
 from ..errors import BadRequest, Conflict, ImgproxyError, NotFound, TooLarge, Unavailable
 from ..metrics import LEASES, STORE_ERRORS
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, file_path
+from . import Blob, Located, ObjectStat, Original, extension_keys, file_path, first_key
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -45,9 +45,6 @@ _CHUNK = 1024 * 1024
 _INLINE_READ = 1024 * 1024
 #: Variant ETags remembered per process; cleared whole when full (cheaper than an LRU).
 ETAGS = 65536
-_CANDIDATE_SUFFIXES = ("",) + tuple(
-    f".{ext}" for e in ORIGINAL_EXTENSIONS for ext in (e, e.upper())
-)
 
 
 def _os_error(exc: OSError, store: str) -> ImgproxyError:
@@ -77,18 +74,24 @@ class LocalOriginals:
         return cls(file_path(url), settings.max_source_bytes)
 
     def _lookup(self, id: str) -> tuple[str, os.stat_result] | None:
-        """The key ``id`` is stored under (``<id>`` or ``<id>.<ext>``) and its stat, or None."""
-        base = self.root / id
-        for suffix in _CANDIDATE_SUFFIXES:
-            try:
-                st = base.with_name(base.name + suffix).stat()
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as exc:
-                raise _os_error(exc, "originals") from None
-            if stat.S_ISREG(st.st_mode):
-                return f"{id}{suffix}", st
-        return None
+        """The key ``id`` is stored under and its stat, or None: ``<id>`` itself, else
+        the first of its extension keys (:func:`.first_key`, the order every store uses)."""
+        found = self._regular(id)
+        if found is not None:
+            return id, found
+        stats = {key: st for key in extension_keys(id) if (st := self._regular(key)) is not None}
+        key = first_key(id, stats)
+        return (key, stats[key]) if key is not None else None
+
+    def _regular(self, key: str) -> os.stat_result | None:
+        """The stat of ``root/key`` if it is a file (a folder is no original)."""
+        try:
+            st = (self.root / key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise _os_error(exc, "originals") from None
+        return st if stat.S_ISREG(st.st_mode) else None
 
     def _existing(self, id: str) -> tuple[str, Path, os.stat_result]:
         """The key, path (inside the root) and stat of ``id``'s original; 404 if none."""

@@ -23,7 +23,7 @@ from ..caching import IMMUTABLE
 from ..errors import Conflict, ImgproxyError, NotFound, TooLarge
 from ..formats import mime_of
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, download_deadline
+from . import Blob, Located, ObjectStat, Original, download_deadline, first_key
 from .s3errors import lost_race, mapped
 from .s3lease import S3Lease
 from .spool import Spool
@@ -93,15 +93,14 @@ class S3Originals:
         return original
 
     async def _resolve(self, id: str) -> str:
-        """``<id>.<ext>`` among the keys listed under ``<prefix><id>.``."""
-        base = f"{self.prefix}{id}."
+        """The first of ``<id>``'s extension keys (:func:`.first_key`) among those listed under ``<prefix><id>.``."""
+        base = f"{self.prefix}{id}"
         with mapped("list", origin=True):
-            listing = await self.client.list_objects_v2(Bucket=self.bucket, Prefix=base, MaxKeys=1000)
-        found: dict[str, str] = {obj["Key"][len(base):].lower(): obj["Key"] for obj in listing.get("Contents", ())}
-        for ext in ORIGINAL_EXTENSIONS:
-            if ext in found:
-                return found[ext]
-        raise NotFound("no such original")
+            listing = await self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{base}.", MaxKeys=1000)
+        key = first_key(base, {obj["Key"] for obj in listing.get("Contents", ())})
+        if key is None:
+            raise NotFound("no such original")
+        return key
 
     async def _get(self, key: str) -> Original:
         with mapped("get", origin=True):
