@@ -341,3 +341,21 @@ def test_an_upload_never_gives_an_existing_id_a_second_meaning(where: str, serve
     assert _download(server, "z").content == red
     again = httpx.get(server.url("thumbnail", "y"), timeout=30)
     assert again.status_code == 200 and again.content == before.content
+
+
+def test_an_id_the_folder_cannot_hold_is_400_and_leaves_nothing(server: Server) -> None:
+    body = corpus(PHOTO).read_bytes()
+    assert put(server, "p/a", body, "?render=none").status_code == 201
+    assert put(server, "q/a/b", body, "?render=none").status_code == 201
+    before = stored(server)
+    long = "n" * 247  # the longest name that leaves room for .<name>.sha256 (255 bytes)
+    refused = {"p/a/b": "p/a is an original", "q/a": "q/a is a folder",
+               **{f"{folder}/{'n' * size}": "segment of the id" for size in (248, 249, 250, 251, 256)
+                  for folder in ("p", "s")}}
+    for id, detail in refused.items():
+        r = put(server, id, body, "?render=none")
+        assert r.status_code == 400 and r.json()["error"] == "bad_request", (len(id), r.text)
+        assert detail in r.json()["detail"], r.text
+    assert stored(server) == before  # no original, no side file, no .tmp-* left
+    assert put(server, f"s/{long}", body, "?render=none").status_code == 201
+    assert (server.originals / f"s/.{long}.sha256").is_file()

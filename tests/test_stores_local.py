@@ -281,3 +281,16 @@ async def test_an_id_with_several_keys_resolves_the_same_way_after_a_restart(tmp
         assert (await store.locate("marks/logo")).key == "marks/logo.jpg"
     warned = [r.getMessage() for r in caplog.records if "stored under" in r.getMessage()]
     assert len(warned) == 2 and "marks/logo.jpg, marks/logo.png" in warned[0], warned  # once per id
+
+
+@pytest.mark.parametrize("key", ["plain/x", "photos", "photos/" + "n" * 248])
+async def test_a_key_no_file_can_have_is_400_before_anything_is_written(originals, key):
+    before = sorted(originals.root.rglob("*"))
+
+    async def chunks():
+        yield b"bytes"
+
+    for exclusive in (True, False):  # uploads, and imgproxy copy
+        with pytest.raises(BadRequest):
+            await originals.write(key, chunks(), 5, sha256="0" * 64, exclusive=exclusive)
+    assert sorted(originals.root.rglob("*")) == before

@@ -9,8 +9,8 @@ A variant folder that cannot be written (read-only, out of space or inodes,
 no permission) degrades to rendering without storing: the lock is skipped,
 each failure is logged and counted in ``imgproxy_store_errors_total``, and
 :attr:`LocalVariants.degraded` holds the last reason until a write succeeds.
-Errors an id's shape causes (a segment too long, a symlink loop) are 400 and
-404, never a 503 that a retry cannot cure.
+Errors an id's shape causes (a segment too long, a symlink loop, an original
+where a folder must be) are 400 and 404, never a 503 that a retry cannot cure.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ _CHUNK = 1024 * 1024
 _INLINE_READ = 1024 * 1024
 #: Variant ETags remembered per process; cleared whole when full (cheaper than an LRU).
 ETAGS = 65536
+#: The longest name an original is written under: room for its ``.<name>.sha256`` (NAME_MAX is 255).
+MAX_NAME = 255 - len("..sha256")
 
 
 def _os_error(exc: OSError, store: str) -> ImgproxyError:
@@ -123,6 +125,20 @@ class LocalOriginals:
             raise BadRequest(f"not a storable key: {key!r}")
         return _inside(self.root, key)
 
+    def _storable(self, key: str) -> Path:
+        """Where ``key`` is written; 400, before anything is, for a key no file here
+        can have: a name with no room for its side file, a folder (or file) where the other is."""
+        path = self._path(key)
+        parts = key.split("/")
+        if any(len(part.encode()) > MAX_NAME for part in parts):
+            raise BadRequest(f"a segment of the id is over {MAX_NAME} characters")
+        for n in range(1, len(parts)):
+            if self._regular(folder := "/".join(parts[:n])) is not None:
+                raise BadRequest(f"{folder} is an original, so it cannot be a folder")
+        if path.is_dir():
+            raise BadRequest(f"{key} is a folder of originals")
+        return path
+
     async def stat(self, key: str) -> ObjectStat | None:
         try:
             path = self._path(key)
@@ -166,7 +182,7 @@ class LocalOriginals:
         ``exclusive``, link into place, which fails if the key exists). The hash
         goes to the dot-file ``.<name>.sha256`` beside it, with the file's size
         and mtime, so a file changed behind our back is never vouched for."""
-        final = self._path(key)
+        final = await anyio.to_thread.run_sync(self._storable, key)
         await anyio.to_thread.run_sync(lambda: final.parent.mkdir(parents=True, exist_ok=True))
         tmp = final.parent / f".tmp-{secrets.token_hex(8)}"
         f = await anyio.to_thread.run_sync(open, tmp, "xb")
