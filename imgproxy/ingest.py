@@ -44,7 +44,7 @@ from .fanout import FanOut, Target, fan_out, targets_of
 from .render import Probed, ProbeJob, Source
 from .render.sniff import HEAD, sniff
 from .services import Services, limits
-from .stores import OriginalFiles
+from .stores import OriginalFiles, id_of
 from .urls import check_id, variant_url
 
 log = logging.getLogger("imgproxy.ingest")
@@ -180,20 +180,27 @@ class Ingest:
         return probed.info
 
     async def store(self, id: str, upload: Spooled, replace: bool) -> Stored:
-        found = await self.files.find_key(id)
-        if found is None:
-            return await self._write(id, upload, "created")
-        if await self._same(found, upload):
-            return Stored(id, found, "unchanged")
-        if not replace:
-            raise Conflict(f"{id} holds other bytes; ?replace=1 stores these under a new id")
-        version = check_id(_VERSION.sub("", id) + ".v" + upload.sha256[:12])
-        found = await self.files.find_key(version)
-        if found is None:
-            return await self._write(version, upload, "replaced")
-        if await self._same(found, upload):
-            return Stored(version, found, "unchanged")
-        raise Conflict(f"{version} holds other bytes")
+        try:
+            return await self._place(id, upload, "created")
+        except Conflict as exc:
+            if not replace:
+                raise Conflict(f"{exc.detail}; ?replace=1 stores these under a new id") from None
+        return await self._place(check_id(_VERSION.sub("", id) + ".v" + upload.sha256[:12]), upload, "replaced")
+
+    async def _place(self, id: str, upload: Spooled, status: str) -> Stored:
+        """``id`` stored, unless it already means other bytes (409). It does when
+        it resolves to a key, or when its own key would be one that an existing
+        id resolves by (``y.jpg`` beside ``y.png`` gives ``y`` a second key)."""
+        own = await self.files.find_key(id)
+        if own is not None:
+            if await self._same(own, upload):
+                return Stored(id, own, "unchanged")
+            raise Conflict(f"{id} holds other bytes")
+        stem = id_of(id)
+        held = await self.files.find_key(stem) if stem != id else None
+        if held is not None and not await self._same(held, upload):
+            raise Conflict(f"{id} would give {stem} a second meaning: {held} holds other bytes")
+        return await self._write(id, upload, status)
 
     async def _write(self, id: str, upload: Spooled, status: str) -> Stored:
         """Exclusively under the key ``<id>``, the first key an id resolves to: of two

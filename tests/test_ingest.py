@@ -306,3 +306,56 @@ def test_a_404_before_the_upload_is_kept_only_briefly(server_factory: Callable[.
     assert early.status_code == 404 and early.headers["cache-control"] == "public, max-age=2"
     assert put(server, "soon", corpus(PHOTO).read_bytes(), "?render=none").status_code == 201
     assert httpx.get(server.url("thumbnail", "soon"), timeout=30).status_code == 200  # no 404 kept inside
+
+
+def _download(server: Server, id: str) -> httpx.Response:
+    from imgproxy.urls import original_url
+
+    return httpx.get(original_url(KEY, id, int(time.time()) + 3600, False, server.base_url), timeout=30)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_an_upload_never_gives_an_existing_id_a_second_meaning(where: str, server_factory: Callable[..., Server],
+                                                                moto: Moto, bucket: str) -> None:
+    if where == "s3":
+        server = server_factory(originals=f"s3://{bucket}/o", variants=f"s3://{bucket}/v", env=moto.env(**TOKENS))
+    else:
+        server = server_factory(env=TOKENS)
+    red, green = corpus(PHOTO).read_bytes(), corpus(OTHER).read_bytes()
+    assert put(server, "y.png", red, "?render=none").status_code == 201
+    before = httpx.get(server.url("thumbnail", "y"), timeout=30)
+    assert before.status_code == 200
+    # y resolves to y.png: neither y.jpg nor y itself may now mean other bytes.
+    for id in ("y.jpg", "y", "y.png"):
+        r = put(server, id, green, "?render=none")
+        assert r.status_code == 409 and r.json()["error"] == "conflict", (id, r.text)
+    assert _download(server, "y").content == red
+    # The other way round: an extension-less key, then an id with an extension beside it.
+    assert put(server, "z", red, "?render=none").status_code == 201
+    assert put(server, "z.png", green, "?render=none").status_code == 409
+    # The same bytes under a second name change nothing, so they are stored.
+    same = put(server, "y.jpg", red, "?render=none")
+    assert same.status_code == 201 and same.json()["key"] == "y.jpg", same.text
+    assert _download(server, "y").content == red
+    assert _download(server, "y.jpg").content == red
+    assert _download(server, "z").content == red
+    again = httpx.get(server.url("thumbnail", "y"), timeout=30)
+    assert again.status_code == 200 and again.content == before.content
+
+
+def test_an_id_the_folder_cannot_hold_is_400_and_leaves_nothing(server: Server) -> None:
+    body = corpus(PHOTO).read_bytes()
+    assert put(server, "p/a", body, "?render=none").status_code == 201
+    assert put(server, "q/a/b", body, "?render=none").status_code == 201
+    before = stored(server)
+    long = "n" * 247  # the longest name that leaves room for .<name>.sha256 (255 bytes)
+    refused = {"p/a/b": "p/a is an original", "q/a": "q/a is a folder",
+               **{f"{folder}/{'n' * size}": "segment of the id" for size in (248, 249, 250, 251, 256)
+                  for folder in ("p", "s")}}
+    for id, detail in refused.items():
+        r = put(server, id, body, "?render=none")
+        assert r.status_code == 400 and r.json()["error"] == "bad_request", (len(id), r.text)
+        assert detail in r.json()["detail"], r.text
+    assert stored(server) == before  # no original, no side file, no .tmp-* left
+    assert put(server, f"s/{long}", body, "?render=none").status_code == 201
+    assert (server.originals / f"s/.{long}.sha256").is_file()

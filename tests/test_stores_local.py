@@ -263,3 +263,34 @@ async def test_variants_list_and_delete(tmp_path):
     assert await store.exists("p/d1/a.webp")
     assert await store.delete("p/d1/a.webp") and not await store.delete("p/d1/a.webp")
     assert not await store.exists("p/d1/a.webp")
+
+
+async def test_an_id_with_several_keys_resolves_the_same_way_after_a_restart(tmp_path, caplog):
+    root = tmp_path / "o"
+    (root / "marks").mkdir(parents=True)
+    # Written in opposite orders: the answer is the fixed order (exact, then jpg, JPG, jpeg, ..., png),
+    # never which came first, so every process, and a restart resolving a watermark, agree.
+    for name in ("logo.png", "logo.jpg", "icon.jpg", "icon.png", "both", "both.jpg"):
+        (root / "marks" / name).write_bytes(name.encode())
+    caplog.set_level("WARNING", logger="imgproxy.stores")
+    for _ in range(3):  # three processes, or restarts
+        store = LocalOriginals(str(root), max_bytes=1000)
+        assert (await store.fetch("marks/logo")).key == "marks/logo.jpg"
+        assert (await store.fetch("marks/icon")).key == "marks/icon.jpg"
+        assert (await store.fetch("marks/both")).key == "marks/both"
+        assert (await store.locate("marks/logo")).key == "marks/logo.jpg"
+    warned = [r.getMessage() for r in caplog.records if "stored under" in r.getMessage()]
+    assert len(warned) == 2 and "marks/logo.jpg, marks/logo.png" in warned[0], warned  # once per id
+
+
+@pytest.mark.parametrize("key", ["plain/x", "photos", "photos/" + "n" * 248])
+async def test_a_key_no_file_can_have_is_400_before_anything_is_written(originals, key):
+    before = sorted(originals.root.rglob("*"))
+
+    async def chunks():
+        yield b"bytes"
+
+    for exclusive in (True, False):  # uploads, and imgproxy copy
+        with pytest.raises(BadRequest):
+            await originals.write(key, chunks(), 5, sha256="0" * 64, exclusive=exclusive)
+    assert sorted(originals.root.rglob("*")) == before

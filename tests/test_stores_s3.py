@@ -319,3 +319,48 @@ async def test_listing_and_deleting(s3: object, bucket: str, moto: Moto) -> None
     assert [e async for e in store.list()] == [("p/d/x.webp", 4)]
     assert await store.delete("p/d/x.webp") and not await store.delete("p/d/x.webp")
     assert [e async for e in store.list()] == []
+
+
+async def test_an_id_with_several_keys_resolves_the_same_way_after_a_restart(
+        s3: object, bucket: str, moto: Moto, caplog: pytest.LogCaptureFixture) -> None:
+    for key in ("o/m/logo.png", "o/m/logo.jpg", "o/m/icon.jpg", "o/m/icon.png", "o/m/icon.JPG"):
+        put_original(moto, bucket, key, corpus(PHOTO))
+    caplog.set_level("WARNING", logger="imgproxy.stores")
+    for _ in range(3):  # fresh stores: no process's cache decides
+        store = S3Originals(s3, f"s3://{bucket}/o", 10_000_000, 5, Spool(1 << 30))
+        assert (await store.fetch("m/logo")).key == "o/m/logo.jpg"
+        assert (await store.fetch("m/icon")).key == "o/m/icon.jpg"
+        assert (await store.locate("m/icon")).key == "m/icon.jpg"
+    warned = [r.getMessage() for r in caplog.records if "stored under" in r.getMessage()]
+    assert len(warned) == 2 and "o/m/icon.jpg, o/m/icon.JPG, o/m/icon.png" in warned[1], warned
+
+
+def test_an_id_beside_a_folder_of_over_1000_keys_resolves(s3_server: Callable[..., Server], moto: Moto,
+                                                          bucket: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgproxy.urls import original_url
+
+    client = moto.client()
+    with ThreadPoolExecutor(8) as pool:  # one client, shared by threads: about 2 s on moto
+        list(pool.map(lambda n: client.put_object(Bucket=bucket, Key=f"originals/up/leg2.a/{n}", Body=b""),
+                      range(1001)))
+    put_original(moto, bucket, "originals/up/leg2.webp", corpus(PHOTO))
+    server = s3_server()
+    variant = server.get(server.url("thumbnail", "up/leg2", "webp"))
+    assert variant.status_code == 200, variant.text
+    download = server.get(original_url(server.key, "up/leg2", int(time.time()) + 600, False, server.base_url))
+    assert download.status_code == 200 and download.content == corpus(PHOTO).read_bytes(), download.text
+
+
+async def test_a_full_listing_page_falls_back_to_one_head_per_extension(s3: object, bucket: str,
+                                                                        moto: Moto) -> None:
+    for key in ("o/h/leg3.a1", "o/h/leg3.a2", "o/h/leg3.a3", "o/h/leg3.PNG", "o/h/leg3.png"):
+        put_original(moto, bucket, key, corpus(PHOTO))
+    store = S3Originals(s3, f"s3://{bucket}/o", 10_000_000, 5, Spool(1 << 30))
+    store.page = 2  # the listing is truncated before any extension key
+    assert (await store.fetch("h/leg3")).key == "o/h/leg3.png"
+    assert await store.find_key("h/leg3") == "h/leg3.png"
+    with pytest.raises(ImgproxyError) as exc:
+        await store.fetch("h/leg")
+    assert exc.value.status == 404

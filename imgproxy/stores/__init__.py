@@ -13,13 +13,18 @@ client from :class:`imgproxy.clients.Clients`, one per process.
 
 An *original* is named by an id without extension; it may be stored as
 ``<id>`` or ``<id>.<ext>`` for any of :data:`ORIGINAL_EXTENSIONS`, and the
-store resolves which (only on a miss, since hits never reach it).
+store resolves which (only on a miss, since hits never reach it). Every store
+and process resolves the same way: the exact key ``<id>`` first, else the
+first of :func:`extension_keys` that exists (:func:`first_key`), so a restart
+never changes what an id means. Uploads keep ids from gaining a second key
+(:mod:`imgproxy.ingest`); one that has several anyway is logged once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Mapping
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Collection, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,7 +38,13 @@ from ..render import Source
 from .spool import Spooled
 
 __all__ = ["ORIGINAL_EXTENSIONS", "Blob", "Downloads", "Located", "ObjectStat", "Original", "OriginalFiles",
-           "OriginalStore", "VariantStore", "download_deadline", "file_path", "id_of"]
+           "OriginalStore", "VariantStore", "download_deadline", "extension_keys", "file_path", "first_key", "id_of"]
+
+log = logging.getLogger("imgproxy.stores")
+#: ``.jpg``, ``.JPG``, ``.jpeg``, ...: the order that decides between an id's keys.
+_SUFFIXES = tuple(f".{ext}" for e in ORIGINAL_EXTENSIONS for ext in (e, e.upper()))
+#: Ids already warned about, per process (cleared whole when full).
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,25 @@ def id_of(key: str) -> str:
     """The id an original's store key serves: the key without a known extension."""
     stem, dot, ext = key.rpartition(".")
     return stem if dot and stem and ext.lower() in ORIGINAL_EXTENSIONS else key
+
+
+def extension_keys(key: str) -> tuple[str, ...]:
+    """``key.jpg``, ``key.JPG``, ...: where an original may be stored when ``key`` itself is not."""
+    return tuple(key + suffix for suffix in _SUFFIXES)
+
+
+def first_key(key: str, existing: Collection[str]) -> str | None:
+    """The one of ``key``'s :func:`extension_keys` in ``existing`` that the id means:
+    the first in that fixed order, so every process picks the same. Several are
+    logged once per id: an upload never makes a second one, a copy or a race may."""
+    found = [k for k in extension_keys(key) if k in existing]
+    if len(found) > 1 and key not in _warned:
+        if len(_warned) >= 10_000:
+            _warned.clear()
+        _warned.add(key)
+        log.warning("original %s is stored under %d keys (%s); serving %s", key, len(found),
+                    ", ".join(found), found[0])
+    return found[0] if found else None
 
 
 def file_path(url: str) -> str:

@@ -9,8 +9,8 @@ A variant folder that cannot be written (read-only, out of space or inodes,
 no permission) degrades to rendering without storing: the lock is skipped,
 each failure is logged and counted in ``imgproxy_store_errors_total``, and
 :attr:`LocalVariants.degraded` holds the last reason until a write succeeds.
-Errors an id's shape causes (a segment too long, a symlink loop) are 400 and
-404, never a 503 that a retry cannot cure.
+Errors an id's shape causes (a segment too long, a symlink loop, an original
+where a folder must be) are 400 and 404, never a 503 that a retry cannot cure.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import anyio
 from ..errors import BadRequest, Conflict, ImgproxyError, NotFound, TooLarge, Unavailable
 from ..metrics import LEASES, STORE_ERRORS
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, file_path
+from . import Blob, Located, ObjectStat, Original, extension_keys, file_path, first_key
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -45,9 +45,8 @@ _CHUNK = 1024 * 1024
 _INLINE_READ = 1024 * 1024
 #: Variant ETags remembered per process; cleared whole when full (cheaper than an LRU).
 ETAGS = 65536
-_CANDIDATE_SUFFIXES = ("",) + tuple(
-    f".{ext}" for e in ORIGINAL_EXTENSIONS for ext in (e, e.upper())
-)
+#: The longest name an original is written under: room for its ``.<name>.sha256`` (NAME_MAX is 255).
+MAX_NAME = 255 - len("..sha256")
 
 
 def _os_error(exc: OSError, store: str) -> ImgproxyError:
@@ -77,18 +76,24 @@ class LocalOriginals:
         return cls(file_path(url), settings.max_source_bytes)
 
     def _lookup(self, id: str) -> tuple[str, os.stat_result] | None:
-        """The key ``id`` is stored under (``<id>`` or ``<id>.<ext>``) and its stat, or None."""
-        base = self.root / id
-        for suffix in _CANDIDATE_SUFFIXES:
-            try:
-                st = base.with_name(base.name + suffix).stat()
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as exc:
-                raise _os_error(exc, "originals") from None
-            if stat.S_ISREG(st.st_mode):
-                return f"{id}{suffix}", st
-        return None
+        """The key ``id`` is stored under and its stat, or None: ``<id>`` itself, else
+        the first of its extension keys (:func:`.first_key`, the order every store uses)."""
+        found = self._regular(id)
+        if found is not None:
+            return id, found
+        stats = {key: st for key in extension_keys(id) if (st := self._regular(key)) is not None}
+        key = first_key(id, stats)
+        return (key, stats[key]) if key is not None else None
+
+    def _regular(self, key: str) -> os.stat_result | None:
+        """The stat of ``root/key`` if it is a file (a folder is no original)."""
+        try:
+            st = (self.root / key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise _os_error(exc, "originals") from None
+        return st if stat.S_ISREG(st.st_mode) else None
 
     def _existing(self, id: str) -> tuple[str, Path, os.stat_result]:
         """The key, path (inside the root) and stat of ``id``'s original; 404 if none."""
@@ -119,6 +124,20 @@ class LocalOriginals:
         if not key or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
             raise BadRequest(f"not a storable key: {key!r}")
         return _inside(self.root, key)
+
+    def _storable(self, key: str) -> Path:
+        """Where ``key`` is written; 400, before anything is, for a key no file here
+        can have: a name with no room for its side file, a folder (or file) where the other is."""
+        path = self._path(key)
+        parts = key.split("/")
+        if any(len(part.encode()) > MAX_NAME for part in parts):
+            raise BadRequest(f"a segment of the id is over {MAX_NAME} characters")
+        for n in range(1, len(parts)):
+            if self._regular(folder := "/".join(parts[:n])) is not None:
+                raise BadRequest(f"{folder} is an original, so it cannot be a folder")
+        if path.is_dir():
+            raise BadRequest(f"{key} is a folder of originals")
+        return path
 
     async def stat(self, key: str) -> ObjectStat | None:
         try:
@@ -163,7 +182,7 @@ class LocalOriginals:
         ``exclusive``, link into place, which fails if the key exists). The hash
         goes to the dot-file ``.<name>.sha256`` beside it, with the file's size
         and mtime, so a file changed behind our back is never vouched for."""
-        final = self._path(key)
+        final = await anyio.to_thread.run_sync(self._storable, key)
         await anyio.to_thread.run_sync(lambda: final.parent.mkdir(parents=True, exist_ok=True))
         tmp = final.parent / f".tmp-{secrets.token_hex(8)}"
         f = await anyio.to_thread.run_sync(open, tmp, "xb")

@@ -8,6 +8,7 @@ Originals are streamed to a spool file (:mod:`.spool`) with a byte cap; variants
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Mapping
@@ -23,7 +24,7 @@ from ..caching import IMMUTABLE
 from ..errors import Conflict, ImgproxyError, NotFound, TooLarge
 from ..formats import mime_of
 from ..render import Source
-from . import ORIGINAL_EXTENSIONS, Blob, Located, ObjectStat, Original, download_deadline
+from . import Blob, Located, ObjectStat, Original, download_deadline, extension_keys, first_key
 from .s3errors import lost_race, mapped
 from .s3lease import S3Lease
 from .spool import Spool
@@ -61,6 +62,9 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 class S3Originals:
+    #: Keys per listing page when resolving an id (S3's maximum; tests lower it).
+    page = 1000
+
     def __init__(self, client: Any, url: str, max_bytes: int, timeout: float, spool: Spool) -> None:
         self.client = client
         self.spool = spool
@@ -93,15 +97,39 @@ class S3Originals:
         return original
 
     async def _resolve(self, id: str) -> str:
-        """``<id>.<ext>`` among the keys listed under ``<prefix><id>.``."""
-        base = f"{self.prefix}{id}."
+        """The first of ``<id>``'s extension keys that exists (:func:`.first_key`).
+
+        One listing of ``<id>.`` with a ``/`` delimiter, so keys in folders beside
+        it (``<id>.a/…``) count once; should that page still be full, one HEAD per
+        candidate instead: never an unbounded listing."""
+        base = f"{self.prefix}{id}"
         with mapped("list", origin=True):
-            listing = await self.client.list_objects_v2(Bucket=self.bucket, Prefix=base, MaxKeys=1000)
-        found: dict[str, str] = {obj["Key"][len(base):].lower(): obj["Key"] for obj in listing.get("Contents", ())}
-        for ext in ORIGINAL_EXTENSIONS:
-            if ext in found:
-                return found[ext]
-        raise NotFound("no such original")
+            listing = await self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{base}.", Delimiter="/",
+                                                        MaxKeys=self.page)
+        if listing.get("IsTruncated"):
+            existing = await self._existing(extension_keys(base))
+        else:
+            existing = {obj["Key"] for obj in listing.get("Contents", ())}
+        key = first_key(base, existing)
+        if key is None:
+            raise NotFound("no such original")
+        return key
+
+    async def _existing(self, keys: tuple[str, ...]) -> set[str]:
+        """Those of ``keys`` that exist, by one HEAD each (concurrent, within the client's pool)."""
+        answers = await asyncio.gather(*(self._head(key) for key in keys), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer  # the first store error, mapped; every HEAD has finished
+        return {key for key, there in zip(keys, answers, strict=True) if there}
+
+    async def _head(self, key: str) -> bool:
+        try:
+            with mapped("head", origin=True):
+                await self.client.head_object(Bucket=self.bucket, Key=key)
+        except NotFound:
+            return False
+        return True
 
     async def _get(self, key: str) -> Original:
         with mapped("get", origin=True):
