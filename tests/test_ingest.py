@@ -306,3 +306,21 @@ def test_a_404_before_the_upload_is_kept_only_briefly(server_factory: Callable[.
     assert early.status_code == 404 and early.headers["cache-control"] == "public, max-age=2"
     assert put(server, "soon", corpus(PHOTO).read_bytes(), "?render=none").status_code == 201
     assert httpx.get(server.url("thumbnail", "soon"), timeout=30).status_code == 200  # no 404 kept inside
+
+
+def test_an_upload_reports_the_upright_size_as_meta_and_variants_do(server: Server) -> None:
+    """A phone photo stored 2576 x 1932 with EXIF orientation 6 is 1932 x 2576 upright."""
+    import pyvips
+
+    from imgproxy.urls import meta_url
+
+    r = put(server, "phone/samsung", corpus("exif/mei__Samsung_SM-J327T1.jpg").read_bytes(), "?render=none")
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert (got["width"], got["height"]) == (1932, 2576)
+    meta = httpx.get(meta_url(KEY, "phone/samsung", server.base_url), timeout=60).json()
+    assert (meta["width"], meta["height"]) == (got["width"], got["height"])
+    variant = httpx.get(got["urls"]["web"]["webp"], timeout=60)
+    assert variant.status_code == 200
+    image = pyvips.Image.new_from_buffer(variant.content, "")
+    assert image.height > image.width  # portrait, like the sizes reported
