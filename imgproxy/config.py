@@ -75,7 +75,7 @@ class Settings:
     render_timeout: float = setting(30.0, "seconds one render may take (504 above)")
     download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
     originals_budget_mb: int = setting(1024, "MiB that fetched originals (S3, HTTP) may hold at once per process, downloading or waiting for a render (503 with Retry-After above); at least max_source_bytes")
-    spool_dir: str = setting("", "folder where fetched originals wait for their render, streamed in as they arrive; empty means /dev/shm if writable, else the temp folder")
+    spool_dir: str = setting("", "folder where fetched originals wait for their render, streamed in as they arrive; empty means /dev/shm if writable and at least originals_budget_mb large (Docker's 64 MiB is not), else the temp folder; one smaller than the budget is named in a warning at start-up, and when full answers 503")
     worker_memory_mb: int = setting(2048, "address-space cap (RLIMIT_AS) of each render worker process, in MiB (process mode)")
     worker_cpu_seconds: int = setting(300, "CPU seconds one render may use in a worker process (SIGXCPU, 422 and a new worker above)")
     s3_endpoint_url: str = setting("", "S3-compatible endpoint (MinIO, R2, Ceph); empty means AWS")

@@ -6,7 +6,12 @@
 A fetched original is never joined into one ``bytes`` (let alone chunks *and* a
 joined copy): each chunk is written as it arrives, and the worker opens the file.
 The spool folder is ``/dev/shm`` (memory, but not the server's heap) when it is
-writable, else the temp folder; ``IMGPROXY_SPOOL_DIR`` picks another (a disk).
+writable and at least as large as the byte budget, else the temp folder;
+``IMGPROXY_SPOOL_DIR`` picks another (a disk). Docker gives containers a 64 MiB
+``/dev/shm``, which a 1 GiB budget would overflow, so there the temp folder is
+used; whichever folder is chosen, one smaller than the budget is named in a
+warning at start-up. A folder that fills up anyway, or cannot be written, is a
+503 with ``Retry-After`` (:mod:`.oserrors`), never a 500.
 
 A byte budget (``originals_budget_mb``) bounds what the originals in flight hold
 at once, downloading or waiting for a worker: past it a fetch is refused with
@@ -18,19 +23,24 @@ the number of misses times the size of an original.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterable
 
 from ..errors import TooLarge, Unavailable
+from .oserrors import writing
+
+log = logging.getLogger("imgproxy.stores")
+_SHM = "/dev/shm"
 
 
 class Spool:
     def __init__(self, budget: int, directory: str = "") -> None:
         self.budget = budget
         self.held = 0  # bytes reserved by the originals in flight
-        self._parent = directory
+        self.parent = _folder(directory, budget)
         self._dir: str | None = None  # made on the first original
 
     async def receive(self, chunks: AsyncIterable[bytes], limit: int, declared: int | None = None) -> Spooled:
@@ -45,7 +55,8 @@ class Spool:
                 if size > limit:
                     raise TooLarge(f"original is over the limit of {limit} bytes", limit="max_source_bytes")
                 spooled.reserve(size)
-                _write_all(fd, chunk)  # a page-cache (or tmpfs) copy: it does not wait on the disk
+                with writing("spool"):
+                    _write_all(fd, chunk)  # a page-cache (or tmpfs) copy: it does not wait on the disk
                 spooled.size = size
         except BaseException:
             spooled.close()
@@ -55,15 +66,39 @@ class Spool:
         return spooled
 
     def _mkstemp(self) -> tuple[int, str]:
-        if self._dir is None:
-            parent = self._parent or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
-            self._dir = tempfile.mkdtemp(prefix="imgproxy-originals-", dir=parent)
-        return tempfile.mkstemp(dir=self._dir, prefix="orig-")
+        with writing("spool"):
+            if self._dir is None:
+                self._dir = tempfile.mkdtemp(prefix="imgproxy-originals-", dir=self.parent)
+            return tempfile.mkstemp(dir=self._dir, prefix="orig-")
 
     def close(self) -> None:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _folder(directory: str, budget: int) -> str:
+    """``directory``, else /dev/shm when it is writable and holds the budget, else the temp folder;
+    a folder smaller than the budget is named in a warning (this runs at start-up)."""
+    folder = directory
+    if not folder:
+        shm = _size(_SHM) if os.access(_SHM, os.W_OK) else None
+        folder = _SHM if shm is not None and shm >= budget else tempfile.gettempdir()
+    size = _size(folder)
+    if size is not None and size < budget:
+        log.warning("spool folder %s holds %d MiB, less than IMGPROXY_ORIGINALS_BUDGET_MB (%d MiB): "
+                    "misses get 503 when it fills; set IMGPROXY_SPOOL_DIR to a larger folder",
+                    folder, size >> 20, budget >> 20)
+    return folder
+
+
+def _size(folder: str) -> int | None:
+    """The size of the filesystem ``folder`` is on, in bytes; None if it cannot be read."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_blocks * st.f_frsize
 
 
 class Spooled:
