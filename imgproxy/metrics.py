@@ -28,7 +28,8 @@ RENDER_SECONDS = Histogram(
 )
 STORE_ERRORS = Counter("imgproxy_store_errors_total", "Variant store failures", ["operation"])
 DISK_ERRORS = Counter("imgproxy_disk_errors_total",
-                      "Writes refused by a full or unwritable folder: folder (spool), reason (full, unwritable)",
+                      "Writes refused by a full or unwritable folder: folder (spool, originals), "
+                      "reason (full, unwritable)",
                       ["folder", "reason"])
 LEASES = Counter(
     "imgproxy_leases_total",

@@ -1,7 +1,8 @@
-"""Originals fetched from a network store, held as files while they wait for a render.
+"""Originals fetched from a network store or uploaded, held as files while they wait.
 
-    origin / S3 chunks ──write──> <spool folder>/orig-XXXX   one chunk in memory at a time
-                                    └─> Source(path=...) for the worker; removed after the render
+    origin / S3 / upload chunks ──write──> <spool folder>/orig-XXXX   one chunk in memory at a time
+                                             └─> Source(path=...) for the worker; removed after the render
+                                                 (an upload's after it is stored)
 
 A fetched original is never joined into one ``bytes`` (let alone chunks *and* a
 joined copy): each chunk is written as it arrives, and the worker opens the file.
@@ -11,10 +12,10 @@ writable and at least as large as the byte budget, else the temp folder;
 ``/dev/shm``, which a 1 GiB budget would overflow, so there the temp folder is
 used; whichever folder is chosen, one smaller than the budget is named in a
 warning at start-up. A folder that fills up anyway, or cannot be written, is a
-503 with ``Retry-After`` (:mod:`.oserrors`), never a 500.
+503 with ``Retry-After`` (an upload's full folder 507: :mod:`.oserrors`), never a 500.
 
 A byte budget (``originals_budget_mb``) bounds what the originals in flight hold
-at once, downloading or waiting for a worker: past it a fetch is refused with
+at once, downloading, uploading or waiting for a worker: past it a fetch or an upload is refused with
 503 and ``Retry-After`` at once when the ``Content-Length`` already says so,
 else as soon as its bytes pass it. A miss pile-up then costs the budget, not
 the number of misses times the size of an original.
@@ -43,9 +44,11 @@ class Spool:
         self.parent = _folder(directory, budget)
         self._dir: str | None = None  # made on the first original
 
-    async def receive(self, chunks: AsyncIterable[bytes], limit: int, declared: int | None = None) -> Spooled:
-        """``chunks`` written to a spool file; 413 past ``limit`` bytes, 503 past the budget."""
-        fd, path = self._mkstemp()
+    async def receive(self, chunks: AsyncIterable[bytes], limit: int, declared: int | None = None, *,
+                      storing: bool = False) -> Spooled:
+        """``chunks`` written to a spool file; 413 past ``limit`` bytes, 503 past the budget;
+        a full folder 503, or 507 when ``storing`` (an upload: :mod:`.oserrors`)."""
+        fd, path = self._mkstemp(storing)
         spooled = Spooled(path, self)
         try:
             if declared is not None:
@@ -53,9 +56,9 @@ class Spool:
             async for chunk in chunks:
                 size = spooled.size + len(chunk)
                 if size > limit:
-                    raise TooLarge(f"original is over the limit of {limit} bytes", limit="max_source_bytes")
+                    raise TooLarge(f"the original is over the limit of {limit} bytes", limit="max_source_bytes")
                 spooled.reserve(size)
-                with writing("spool"):
+                with writing("spool", storing):
                     _write_all(fd, chunk)  # a page-cache (or tmpfs) copy: it does not wait on the disk
                 spooled.size = size
         except BaseException:
@@ -65,8 +68,8 @@ class Spool:
             os.close(fd)
         return spooled
 
-    def _mkstemp(self) -> tuple[int, str]:
-        with writing("spool"):
+    def _mkstemp(self, storing: bool) -> tuple[int, str]:
+        with writing("spool", storing):
             if self._dir is None:
                 self._dir = tempfile.mkdtemp(prefix="imgproxy-originals-", dir=self.parent)
             return tempfile.mkstemp(dir=self._dir, prefix="orig-")
