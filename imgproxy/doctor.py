@@ -71,7 +71,8 @@ def _keys(settings: Settings, report: Report) -> None:
 async def _stores(settings: Settings, report: Report) -> None:
     try:
         async with open_services(settings) as services:
-            await _check(report, "originals store", settings.originals, ready._originals(services.originals))
+            uploads = bool(settings.ingest_tokens)  # then the store must take writes too
+            await _check(report, "originals store", settings.originals, ready._originals(services.originals, uploads))
             await _check(report, "variant store (read)", settings.variants, ready._variants(services.store))
             await _check(report, "variant store (write)", "a probe written, read back and deleted",
                          _write_probe(services.store))

@@ -13,7 +13,8 @@ where they enter our code, so handlers only ever see ``ImgproxyError``::
     ├── Unsupported          415  source format we cannot read
     ├── Undecodable          422  original cannot be decoded
     ├── BadGateway           502  HTTP origin answered 5xx / garbage
-    ├── Unavailable          503  store unreachable, queue full, worker died
+    ├── Unavailable          503  store unreachable, queue full, worker died, folder unwritable
+    ├── InsufficientStorage  507  an upload meets a full folder (spool or originals)
     └── GatewayTimeout       504  origin or render too slow
         └── RenderTimeout    504  a render that had its worker ran past its deadline
 """
@@ -90,6 +91,10 @@ class BadGateway(ImgproxyError):
 
 class Unavailable(ImgproxyError):
     status, error, max_age, retry_after = 503, "unavailable", None, 5
+
+
+class InsufficientStorage(ImgproxyError):
+    status, error, max_age = 507, "insufficient_storage", None
 
 
 class GatewayTimeout(ImgproxyError):

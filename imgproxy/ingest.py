@@ -1,6 +1,6 @@
 """Ingest: an upload validated without decoding pixels, stored once, rendered once.
 
-    chunks ──spool to a temp file (byte cap, sha256, sniff)──> 413 / 415 / 400
+    chunks ──the spool (byte cap, budget, sha256, sniff)────> 413 / 503 / 507 / 415 / 400
       └─ ProbeJob in a capped worker: header only ──────────> 413 pixels, frames / 422
            └─ the id is new ─────────── store exclusively ──> 201 created
               holds these bytes ──────── nothing to do ─────> 200 unchanged
@@ -25,12 +25,9 @@ were. Every URL keeps meaning the bytes it always meant.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import os
 import re
-import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,11 +42,11 @@ from .render import Probed, ProbeJob, Source
 from .render.sniff import HEAD, sniff
 from .services import Services, limits
 from .stores import OriginalFiles, id_of
+from .stores.spool import Spool
 from .urls import check_id, variant_url
 
 log = logging.getLogger("imgproxy.ingest")
 
-_WRITE_EVERY = 1024 * 1024  # bytes gathered before each write to the spool file
 _READ = 1024 * 1024
 _VERSION = re.compile(r"\.v[0-9a-f]{12}$")
 
@@ -71,49 +68,47 @@ def _format_of(head: bytes, allowed: Collection[str]) -> str:
 
 
 @asynccontextmanager
-async def spooled(chunks: AsyncIterable[bytes], max_bytes: int, declared: int | None = None,
-                  folder: str | None = None, allowed: Collection[str] = ()) -> AsyncIterator[Spooled]:
-    """The upload in a temp file (removed on exit), hashed and sniffed as it streams.
+async def spooled(spool: Spool, chunks: AsyncIterable[bytes], max_bytes: int, declared: int | None = None,
+                  allowed: Collection[str] = ()) -> AsyncIterator[Spooled]:
+    """The upload in a spool file (removed on exit), hashed and sniffed as it streams.
 
-    413 as soon as ``declared`` (Content-Length) or the bytes received pass
+    The spool is the one fetched originals wait in (its folder, its byte
+    budget: 503 past it; a full folder 507, an unwritable one 503). 413 as
+    soon as ``declared`` (Content-Length) or the bytes received pass
     ``max_bytes``; 415 as soon as the first bytes are not an image we read;
-    400 when the body ends short of ``declared``. Memory holds one write's worth.
+    400 when the body ends short of ``declared``. Memory holds one chunk.
     """
     if declared is not None and declared > max_bytes:
         raise _too_large(max_bytes)
-    fd, name = tempfile.mkstemp(prefix="imgproxy-upload-", dir=folder)
-    path = Path(name)
+    seen = _Seen(allowed)
+    held = await spool.receive(seen.passing(chunks), max_bytes, declared, storing=True)
     try:
-        with os.fdopen(fd, "wb") as f:
-            digest = hashlib.sha256()
-            size = 0
-            head = b""
-            kind: str | None = None
-            pending: list[bytes] = []
-            pending_size = 0
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _too_large(max_bytes)
-                digest.update(chunk)
-                if kind is None:
-                    head += chunk[:HEAD - len(head)]
-                    if len(head) >= HEAD:
-                        kind = _format_of(head, allowed)  # 415 before the rest of the body is read
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= _WRITE_EVERY:
-                    await anyio.to_thread.run_sync(f.write, b"".join(pending))
-                    pending, pending_size = [], 0
-            await anyio.to_thread.run_sync(f.write, b"".join(pending))
-        if declared is not None and size != declared:
-            raise BadRequest(f"the body ended after {size} of its {declared} bytes")
-        if size == 0:
+        if declared is not None and held.size != declared:
+            raise BadRequest(f"the body ended after {held.size} of its {declared} bytes")
+        if held.size == 0:
             raise BadRequest("the body is empty")
-        yield Spooled(path, size, digest.hexdigest(), kind or _format_of(head, allowed))
+        yield Spooled(Path(held.path), held.size, seen.digest.hexdigest(), seen.kind or _format_of(seen.head, allowed))
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)  # not awaited: this runs when the upload is cancelled too
+        held.close()  # not awaited: this runs when the upload is cancelled too
+
+
+class _Seen:
+    """The sha256 and the format of the chunks that pass through :meth:`passing`."""
+
+    def __init__(self, allowed: Collection[str]) -> None:
+        self.allowed = allowed
+        self.digest = hashlib.sha256()
+        self.head = b""
+        self.kind: str | None = None
+
+    async def passing(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self.digest.update(chunk)
+            if self.kind is None:
+                self.head += chunk[:HEAD - len(self.head)]
+                if len(self.head) >= HEAD:
+                    self.kind = _format_of(self.head, self.allowed)  # 415 before the rest of the body is read
+            yield chunk
 
 
 def _too_large(limit: int) -> TooLarge:
@@ -136,6 +131,7 @@ class Ingest:
         if not hasattr(services.originals, "write"):
             raise MethodNotAllowed("this originals store cannot be written to (an HTTP origin)")
         self.files = cast(OriginalFiles, services.originals)
+        self.spool = services.clients.spool()  # made now: a spool folder smaller than its budget is said at start-up
         self.tasks: set[asyncio.Task[FanOut | None]] = set()
 
     def targets(self, names: Sequence[str] | None) -> list[Target]:
@@ -152,7 +148,7 @@ class Ingest:
         """Validate, store and render one upload; the HTTP status and the JSON body."""
         check_id(id)
         targets = self.targets(render)
-        async with spooled(chunks, self.settings.max_source_bytes, declared,
+        async with spooled(self.spool, chunks, self.settings.max_source_bytes, declared,
                            allowed=self.settings.input_formats) as upload:
             info = await self.probe(upload)
             stored = await self.store(id, upload, replace)

@@ -27,6 +27,10 @@ RENDER_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 STORE_ERRORS = Counter("imgproxy_store_errors_total", "Variant store failures", ["operation"])
+DISK_ERRORS = Counter("imgproxy_disk_errors_total",
+                      "Writes refused by a full or unwritable folder: folder (spool, originals), "
+                      "reason (full, unwritable)",
+                      ["folder", "reason"])
 LEASES = Counter(
     "imgproxy_leases_total",
     "Render leases: taken, taken_over (an expired S3 lease), waited (someone else held it), renewed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -359,3 +360,116 @@ def test_an_id_the_folder_cannot_hold_is_400_and_leaves_nothing(server: Server) 
     assert stored(server) == before  # no original, no side file, no .tmp-* left
     assert put(server, f"s/{long}", body, "?render=none").status_code == 201
     assert (server.originals / f"s/.{long}.sha256").is_file()
+
+
+def test_an_upload_reports_the_upright_size_as_meta_and_variants_do(server: Server) -> None:
+    """A phone photo stored 2576 x 1932 with EXIF orientation 6 is 1932 x 2576 upright."""
+    import pyvips
+
+    from imgproxy.urls import meta_url
+
+    r = put(server, "phone/samsung", corpus("exif/mei__Samsung_SM-J327T1.jpg").read_bytes(), "?render=none")
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert (got["width"], got["height"]) == (1932, 2576)
+    meta = httpx.get(meta_url(KEY, "phone/samsung", server.base_url), timeout=60).json()
+    assert (meta["width"], meta["height"]) == (got["width"], got["height"])
+    variant = httpx.get(got["urls"]["web"]["webp"], timeout=60)
+    assert variant.status_code == 200
+    image = pyvips.Image.new_from_buffer(variant.content, "")
+    assert image.height > image.width  # portrait, like the sizes reported
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """``tmpfs(name, size)``: a tmpfs of ``size`` mounted at ``tmp_path/name``, unmounted after."""
+    mounts: list[Path] = []
+
+    def mount(name: str, size: str) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounts.append(path)
+        return path
+
+    try:
+        yield mount
+    finally:
+        for path in mounts:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(folder: Path) -> None:
+    """Write ``folder/.filler`` (a dot-file: not a key) until the filesystem is full."""
+    fd = os.open(folder / ".filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError) as full:
+            while True:
+                os.write(fd, b"\0" * 65536)
+        assert full.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_full_originals_store_is_507_leaves_nothing_and_is_not_ready(
+        server_factory: Callable[..., Server], tmpfs: Callable[[str, str], Path]) -> None:
+    originals = tmpfs("originals", "2m")
+    server = server_factory(originals=originals, env=TOKENS)
+    fill(originals)
+    r = put(server, "cam/photo", corpus(PHOTO).read_bytes(), "?render=none")
+    assert r.status_code == 507, r.text
+    assert r.json() == {"error": "insufficient_storage", "detail": "the originals folder is full", "reason": "full"}
+    assert files(originals) == [".filler"]  # no temp file, no hash file, no original
+    assert server.metric('imgproxy_disk_errors_total{folder="originals",reason="full"}') == 1
+    ready = server.get("/readyz")
+    assert ready.status_code == 503 and "is full" in ready.json()["problems"]["originals"]
+    (originals / ".filler").unlink()
+    assert put(server, "cam/photo", corpus(PHOTO).read_bytes(), "?render=none").status_code == 201
+    time.sleep(1.1)  # past the cached answer
+    assert server.get("/readyz").status_code == 200
+
+
+def test_a_read_only_originals_store_is_503_and_not_ready_with_uploads_on(
+        server_factory: Callable[..., Server], tmpfs: Callable[[str, str], Path]) -> None:
+    originals = tmpfs("originals", "2m")
+    uploads = server_factory(originals=originals, env=TOKENS)
+    reads_only = server_factory(originals=originals)
+    subprocess.run(["mount", "-o", "remount,ro", str(originals)], check=True)
+    r = put(uploads, "cam/photo", corpus(PHOTO).read_bytes(), "?render=none")
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.json() == {"error": "unavailable", "detail": "the originals folder is unwritable; try again",
+                        "reason": "unwritable"}
+    assert files(originals) == []
+    ready = uploads.get("/readyz")
+    assert ready.status_code == 503 and "cannot be written" in ready.json()["problems"]["originals"]
+    assert reads_only.get("/readyz").status_code == 200  # without uploads, a read-only store is fine
+
+
+def test_uploads_wait_in_the_spool_its_folder_and_its_budget(
+        server_factory: Callable[..., Server], tmpfs: Callable[[str, str], Path]) -> None:
+    photo = corpus(PHOTO).read_bytes()
+    spool = tmpfs("spool", "1m")
+    fill(spool)
+    server = server_factory(env={**TOKENS, "IMGPROXY_SPOOL_DIR": str(spool)})
+    assert f"spool folder {spool} holds 1 MiB, less than" in server.logs()  # said at start-up
+    r = put(server, "full", photo, "?render=none")
+    assert r.status_code == 507 and r.json()["detail"] == "the spool folder is full", r.text
+    assert files(spool) == [".filler"] and not stored(server)
+    assert server.metric('imgproxy_disk_errors_total{folder="spool",reason="full"}') == 1
+    # The byte budget: one upload announcing 1 MiB holds all of it while its body trickles in.
+    limits = {"IMGPROXY_MAX_SOURCE_BYTES": str(1 << 20), "IMGPROXY_ORIGINALS_BUDGET_MB": "1"}
+    server = server_factory(env={**TOKENS, **limits})
+    sock = _raw_put(server, "slow", {"Content-Length": str(1 << 20)})
+    sock.sendall(photo[:1000])
+    time.sleep(0.5)
+    r = put(server, "p", photo, "?render=none")
+    assert r.status_code == 503 and r.json()["limit"] == "originals_budget_mb", r.text
+    sock.close()
+    time.sleep(0.5)
+    assert put(server, "p", photo, "?render=none").status_code == 201

@@ -7,8 +7,10 @@ Real servers on 127.0.0.1 with an HTTP origin (tests/origins.py) serving distinc
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -89,3 +91,47 @@ async def test_originals_over_the_byte_budget_get_503_with_retry_after(
     async with httpx.AsyncClient(timeout=60) as client:
         for n in range(3):
             assert (await client.get(server.url("thumbnail", f"big-{3000 + n}"))).status_code == 422
+
+
+@pytest.fixture
+def small_spool(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs: a 16 MiB original fills it up (ENOSPC) half way."""
+    mount = tmp_path / "spool"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_full_or_read_only_spool_is_503_with_retry_after_and_counted(
+        server_factory: Callable[..., Server], origin: str, small_spool: Path) -> None:
+    server = _server(server_factory, origin, IMGPROXY_SPOOL_DIR=str(small_spool))
+    async with httpx.AsyncClient(timeout=60) as client:
+        full = await asyncio.gather(*(client.get(server.url("thumbnail", f"big-{4000 + n}")) for n in range(6)))
+        assert [r.status_code for r in full] == [503] * 6, [r.text for r in full]
+        assert all(r.headers["retry-after"] == "1" and r.json()["reason"] == "full" for r in full)
+        assert not list(small_spool.rglob("orig-*"))  # each partial spool file removed
+        assert (await client.get(server.url("thumbnail", "photo"))).status_code == 200  # the space came back
+        await asyncio.to_thread(subprocess.run, ["mount", "-o", "remount,ro", str(small_spool)], check=True)
+        unwritable = await client.get(server.url("thumbnail", "big-4100"))
+        assert unwritable.status_code == 503 and unwritable.json()["reason"] == "unwritable"
+    assert server.metric('imgproxy_disk_errors_total{folder="spool",reason="full"}') == 6
+    assert server.metric('imgproxy_disk_errors_total{folder="spool",reason="unwritable"}') == 1
+    assert f"spool folder {small_spool} holds 8 MiB, less than IMGPROXY_ORIGINALS_BUDGET_MB" in server.logs()
+
+
+def test_the_default_spool_is_not_a_dev_shm_smaller_than_the_budget(tmp_path: Path) -> None:
+    """Docker's 64 MiB /dev/shm against a larger budget: the temp folder instead."""
+    import tempfile
+
+    from imgproxy.stores.spool import Spool, _size
+
+    shm = _size("/dev/shm")
+    if shm is None or not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm here")
+    assert Spool(shm + 1).parent == tempfile.gettempdir()
+    assert Spool(shm).parent == "/dev/shm"

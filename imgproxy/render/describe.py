@@ -37,7 +37,7 @@ def document(job: MetaJob) -> dict[str, Any]:
     orientation = int(image.get("orientation")) if has(image, "orientation") else 1
     if not 1 <= orientation <= 8:
         orientation = 1
-    width, height = (header.height, header.width) if orientation >= 5 else (header.width, header.height)
+    width, height = header.upright  # one rule for the upright size (plan.Header), as uploads report it
     profile = image.get("icc-profile-data") if has(image, "icc-profile-data") else None
     exif = read_exif(image.get("exif-data") if has(image, "exif-data") else None, gps=job.gps)
     exif.pop("orientation", None)  # the document's orientation is the one still to apply

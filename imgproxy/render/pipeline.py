@@ -87,7 +87,8 @@ def render_many(job: FanoutJob) -> Fanned:
 def probe_original(job: ProbeJob) -> Probed:
     with _mapped():
         header, _ = probe(job.source, job.limits)
-    return Probed({"loader": header.loader, "width": header.width, "height": header.height,
+    width, height = header.upright  # what every variant and /meta/ show, not the stored pixel grid
+    return Probed({"loader": header.loader, "width": width, "height": height,
                    "frames": header.frames, "icc": header.icc, "alpha": header.alpha})
 
 

@@ -34,6 +34,7 @@ from ..errors import BadRequest, Conflict, ImgproxyError, NotFound, TooLarge, Un
 from ..metrics import LEASES, STORE_ERRORS
 from ..render import Source
 from . import Blob, Located, ObjectStat, Original, extension_keys, file_path, first_key
+from .oserrors import writing
 
 if TYPE_CHECKING:
     from ..clients import Clients
@@ -181,30 +182,48 @@ class LocalOriginals:
         """Temp file in the target folder, fsync, rename over the old file (or,
         ``exclusive``, link into place, which fails if the key exists). The hash
         goes to the dot-file ``.<name>.sha256`` beside it, with the file's size
-        and mtime, so a file changed behind our back is never vouched for."""
+        and mtime, so a file changed behind our back is never vouched for.
+
+        Both are written in full before either is put in place, so a folder
+        that is full (507) or read-only (503, :mod:`.oserrors`) leaves nothing."""
         final = await anyio.to_thread.run_sync(self._storable, key)
-        await anyio.to_thread.run_sync(lambda: final.parent.mkdir(parents=True, exist_ok=True))
         tmp = final.parent / f".tmp-{secrets.token_hex(8)}"
-        f = await anyio.to_thread.run_sync(open, tmp, "xb")
+        hashed: Path | None = None  # the hash's temp file
+        placed = False
         try:
-            with f:
-                async for chunk in chunks:
-                    await anyio.to_thread.run_sync(f.write, chunk)
-                await anyio.to_thread.run_sync(_flush, f)
-            if exclusive:
-                await anyio.to_thread.run_sync(_link_new, tmp, final)
-                tmp.unlink()
-            else:
-                await anyio.to_thread.run_sync(os.replace, tmp, final)
-            if sha256 is not None:
-                await anyio.to_thread.run_sync(_record_hash, final, sha256)
-            else:
-                _hash_file(final).unlink(missing_ok=True)
-            await anyio.to_thread.run_sync(_fsync_dir, final.parent)
+            with writing("originals", storing=True):
+                await anyio.to_thread.run_sync(lambda: final.parent.mkdir(parents=True, exist_ok=True))
+                f = await anyio.to_thread.run_sync(open, tmp, "xb")
+                with f:
+                    async for chunk in chunks:
+                        await anyio.to_thread.run_sync(f.write, chunk)
+                    await anyio.to_thread.run_sync(_flush, f)
+                if sha256 is not None:
+                    hashed = await anyio.to_thread.run_sync(_hash_beside, tmp, sha256)
+                if exclusive:
+                    await anyio.to_thread.run_sync(_link_new, tmp, final)
+                    tmp.unlink()
+                else:
+                    await anyio.to_thread.run_sync(os.replace, tmp, final)
+                placed = True
+                if hashed is not None:
+                    await anyio.to_thread.run_sync(os.replace, hashed, _hash_file(final))
+                else:
+                    _hash_file(final).unlink(missing_ok=True)
+                await anyio.to_thread.run_sync(_fsync_dir, final.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            if hashed is not None:
+                hashed.unlink(missing_ok=True)
+            if placed and exclusive:  # ours alone (the link was exclusive): not left without its hash
+                final.unlink(missing_ok=True)
             raise
         return None
+
+    async def check_writes(self) -> None:
+        """Unavailable unless an upload could be stored now: the folder is
+        writable and has room (readiness, with uploads on)."""
+        await anyio.to_thread.run_sync(_check_writable, self.root)
 
     async def check(self) -> None:
         """Unavailable unless the folder exists and can be listed (readiness)."""
@@ -446,12 +465,17 @@ def _hash_file(path: Path) -> Path:
     return path.with_name(f".{path.name}.sha256")
 
 
-def _record_hash(path: Path, sha256: str) -> None:
-    """``<sha256> <size> <mtime_ns>`` in ``.<name>.sha256``, written atomically."""
-    st = path.stat()
-    tmp = path.with_name(f".tmp-{secrets.token_hex(8)}")
-    tmp.write_text(f"{sha256} {st.st_size} {st.st_mtime_ns}\n")
-    os.replace(tmp, _hash_file(path))
+def _hash_beside(tmp: Path, sha256: str) -> Path:
+    """``<sha256> <size> <mtime_ns>`` of the file ``tmp`` in a temp file beside it, for
+    ``.<name>.sha256`` once ``tmp`` is in place (a link or a rename keeps its size and mtime)."""
+    st = tmp.stat()
+    hashed = tmp.with_name(f".tmp-{secrets.token_hex(8)}")
+    try:
+        hashed.write_text(f"{sha256} {st.st_size} {st.st_mtime_ns}\n")
+    except BaseException:
+        hashed.unlink(missing_ok=True)
+        raise
+    return hashed
 
 
 def _recorded_hash(path: Path, st: os.stat_result) -> str | None:
@@ -473,6 +497,17 @@ def _check_folder(root: Path, store: str, mode: int) -> None:
         raise Unavailable(f"{store} folder {root} does not exist or is not a folder")
     if not os.access(root, mode):
         raise Unavailable(f"{store} folder {root} cannot be read")
+
+
+def _check_writable(root: Path) -> None:
+    try:
+        st = os.statvfs(root)
+    except OSError as exc:
+        raise Unavailable(f"originals folder {root}: {exc.strerror}") from None
+    if st.f_flag & os.ST_RDONLY or not os.access(root, os.W_OK | os.X_OK):
+        raise Unavailable(f"originals folder {root} cannot be written: uploads fail")
+    if st.f_bavail == 0 or (st.f_files and st.f_favail == 0):  # no inodes counted: btrfs
+        raise Unavailable(f"originals folder {root} is full: uploads fail")
 
 
 def _fsync_dir(path: Path) -> None:

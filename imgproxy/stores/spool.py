@@ -1,15 +1,21 @@
-"""Originals fetched from a network store, held as files while they wait for a render.
+"""Originals fetched from a network store or uploaded, held as files while they wait.
 
-    origin / S3 chunks ──write──> <spool folder>/orig-XXXX   one chunk in memory at a time
-                                    └─> Source(path=...) for the worker; removed after the render
+    origin / S3 / upload chunks ──write──> <spool folder>/orig-XXXX   one chunk in memory at a time
+                                             └─> Source(path=...) for the worker; removed after the render
+                                                 (an upload's after it is stored)
 
 A fetched original is never joined into one ``bytes`` (let alone chunks *and* a
 joined copy): each chunk is written as it arrives, and the worker opens the file.
 The spool folder is ``/dev/shm`` (memory, but not the server's heap) when it is
-writable, else the temp folder; ``IMGPROXY_SPOOL_DIR`` picks another (a disk).
+writable and at least as large as the byte budget, else the temp folder;
+``IMGPROXY_SPOOL_DIR`` picks another (a disk). Docker gives containers a 64 MiB
+``/dev/shm``, which a 1 GiB budget would overflow, so there the temp folder is
+used; whichever folder is chosen, one smaller than the budget is named in a
+warning at start-up. A folder that fills up anyway, or cannot be written, is a
+503 with ``Retry-After`` (an upload's full folder 507: :mod:`.oserrors`), never a 500.
 
 A byte budget (``originals_budget_mb``) bounds what the originals in flight hold
-at once, downloading or waiting for a worker: past it a fetch is refused with
+at once, downloading, uploading or waiting for a worker: past it a fetch or an upload is refused with
 503 and ``Retry-After`` at once when the ``Content-Length`` already says so,
 else as soon as its bytes pass it. A miss pile-up then costs the budget, not
 the number of misses times the size of an original.
@@ -18,24 +24,31 @@ the number of misses times the size of an original.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterable
 
 from ..errors import TooLarge, Unavailable
+from .oserrors import writing
+
+log = logging.getLogger("imgproxy.stores")
+_SHM = "/dev/shm"
 
 
 class Spool:
     def __init__(self, budget: int, directory: str = "") -> None:
         self.budget = budget
         self.held = 0  # bytes reserved by the originals in flight
-        self._parent = directory
+        self.parent = _folder(directory, budget)
         self._dir: str | None = None  # made on the first original
 
-    async def receive(self, chunks: AsyncIterable[bytes], limit: int, declared: int | None = None) -> Spooled:
-        """``chunks`` written to a spool file; 413 past ``limit`` bytes, 503 past the budget."""
-        fd, path = self._mkstemp()
+    async def receive(self, chunks: AsyncIterable[bytes], limit: int, declared: int | None = None, *,
+                      storing: bool = False) -> Spooled:
+        """``chunks`` written to a spool file; 413 past ``limit`` bytes, 503 past the budget;
+        a full folder 503, or 507 when ``storing`` (an upload: :mod:`.oserrors`)."""
+        fd, path = self._mkstemp(storing)
         spooled = Spooled(path, self)
         try:
             if declared is not None:
@@ -43,9 +56,10 @@ class Spool:
             async for chunk in chunks:
                 size = spooled.size + len(chunk)
                 if size > limit:
-                    raise TooLarge(f"original is over the limit of {limit} bytes", limit="max_source_bytes")
+                    raise TooLarge(f"the original is over the limit of {limit} bytes", limit="max_source_bytes")
                 spooled.reserve(size)
-                _write_all(fd, chunk)  # a page-cache (or tmpfs) copy: it does not wait on the disk
+                with writing("spool", storing):
+                    _write_all(fd, chunk)  # a page-cache (or tmpfs) copy: it does not wait on the disk
                 spooled.size = size
         except BaseException:
             spooled.close()
@@ -54,16 +68,40 @@ class Spool:
             os.close(fd)
         return spooled
 
-    def _mkstemp(self) -> tuple[int, str]:
-        if self._dir is None:
-            parent = self._parent or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
-            self._dir = tempfile.mkdtemp(prefix="imgproxy-originals-", dir=parent)
-        return tempfile.mkstemp(dir=self._dir, prefix="orig-")
+    def _mkstemp(self, storing: bool) -> tuple[int, str]:
+        with writing("spool", storing):
+            if self._dir is None:
+                self._dir = tempfile.mkdtemp(prefix="imgproxy-originals-", dir=self.parent)
+            return tempfile.mkstemp(dir=self._dir, prefix="orig-")
 
     def close(self) -> None:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _folder(directory: str, budget: int) -> str:
+    """``directory``, else /dev/shm when it is writable and holds the budget, else the temp folder;
+    a folder smaller than the budget is named in a warning (this runs at start-up)."""
+    folder = directory
+    if not folder:
+        shm = _size(_SHM) if os.access(_SHM, os.W_OK) else None
+        folder = _SHM if shm is not None and shm >= budget else tempfile.gettempdir()
+    size = _size(folder)
+    if size is not None and size < budget:
+        log.warning("spool folder %s holds %d MiB, less than IMGPROXY_ORIGINALS_BUDGET_MB (%d MiB): "
+                    "misses get 503 when it fills; set IMGPROXY_SPOOL_DIR to a larger folder",
+                    folder, size >> 20, budget >> 20)
+    return folder
+
+
+def _size(folder: str) -> int | None:
+    """The size of the filesystem ``folder`` is on, in bytes; None if it cannot be read."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_blocks * st.f_frsize
 
 
 class Spooled:

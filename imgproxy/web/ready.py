@@ -4,7 +4,9 @@ Ready means each of these answers, within :data:`TIMEOUT` seconds:
 
 - ``originals``: a store-specific ``check()`` where there is one (a local
   folder exists and can be read), then a read of an id that should not exist
-  (not found is an answer; an unreachable S3 or origin is not);
+  (not found is an answer; an unreachable S3 or origin is not); with uploads
+  on, also a store-specific ``check_writes()`` (a local folder that is
+  read-only or full cannot store one);
 - ``variants``: the same read of a variant key, and no write failure recorded
   (a local folder's ``degraded``: read-only, full, no permission);
 - ``render``: a worker renders a tiny image (:meth:`Services.check_render`;
@@ -30,7 +32,7 @@ async def problems(services: Services) -> dict[str, str]:
     """What keeps this process from being ready, by check; empty when ready."""
     found: dict[str, str] = {}
     checks: dict[str, Callable[[], Awaitable[Any]]] = {
-        "originals": lambda: _originals(services.originals),
+        "originals": lambda: _originals(services.originals, uploads=bool(services.settings.ingest_tokens)),
         "variants": lambda: _variants(services.store),
         "render": services.check_render,
     }
@@ -45,10 +47,13 @@ async def problems(services: Services) -> dict[str, str]:
     return found
 
 
-async def _originals(store: Any) -> None:
+async def _originals(store: Any, uploads: bool) -> None:
     check = getattr(store, "check", None)
     if check is not None:
         await check()
+    writes = getattr(store, "check_writes", None)
+    if uploads and writes is not None:
+        await writes()
     try:
         (await store.fetch(PROBE_ID)).close()
     except NotFound:
