@@ -1,4 +1,4 @@
-# imgproxy: `docker build -t imgproxy .` then see README "Docker".
+# imgproxy: `docker build -t imgproxy .` then see docs/DOCKER.md.
 # BASE is any Debian-like image with python3 (>= 3.11) and its venv module.
 ARG BASE=python:3.12-slim
 

@@ -1,8 +1,9 @@
-# make run   - start imgproxy on the embedded default (README: "make run")
+# make run   - start imgproxy on the embedded default (README.md: "make run")
 # make test  - lint, type-check and run the whole suite
 # make check - lint, type-check and the tests that start no process (the fast loop while editing)
 # make soak  - fault soak: Zipf traffic with hostile originals and injected faults (bench/soak.py)
-# make bench - run the benchmarks, writes docs/BENCHMARKS.md (README: "Benchmarks")
+# make bench - run the benchmarks, writes docs/BENCHMARKS.md (docs/DEVELOPMENT.md: "Benchmarks")
+# make docs  - write docs/SETTINGS.md from imgproxy/config.py's Settings (tests/test_readme.py checks it)
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench soak clean
+.PHONY: run test check bench soak docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,10 @@ bench: $(STAMP)
 # Fault soak (minutes, not CI): hostile files, worker kills, an S3 pause, a read-only store.
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS))
+
+# The settings reference is generated, never written by hand; the file is checked in.
+docs: $(STAMP_RUN)
+	$(BIN)/python -m imgproxy.config > docs/SETTINGS.md
 
 clean:
 	rm -rf $(VENV) data

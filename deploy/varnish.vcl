@@ -1,4 +1,4 @@
-# Varnish 7.1 in front of imgproxy. README.md, "Behind a CDN", says what it does and why;
+# Varnish 7.1 in front of imgproxy. docs/CDN.md says what it does and why;
 # tests/test_varnish.py runs this file, with only the backend's port changed, in a real varnishd.
 #
 #   200                       kept for its Cache-Control (a year, immutable)
@@ -52,8 +52,8 @@ sub vcl_recv {
     # Variants are public and the same for everyone: cookies must not turn them into passes.
     unset req.http.Cookie;
     unset req.http.Authorization;
-    # Ready for an Accept-negotiated `.auto` format (answered with `Vary: Accept`): reduce
-    # Accept to the one value that decides the format, so there are at most three objects.
+    # `.auto` is negotiated by Accept (imgproxy/web/negotiate.py, answered with `Vary: Accept`):
+    # reduce Accept to the one value that decides the format, so there are at most three objects.
     if (req.url ~ "\.auto(\?|$)") {
         if (req.http.Accept ~ "image/avif") {
             set req.http.Accept = "image/avif";

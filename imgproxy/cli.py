@@ -291,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
     ids.add_argument("--prefix", help="ids are this plus each file's name without extension, e.g. gallery/42/")
     put.add_argument("--render", help="presets to render now, comma-separated, 'none' for none "
                                       "(default: IMGPROXY_INGEST_RENDER)")
-    put.add_argument("--replace", action="store_true", help="store other bytes under a new version id (see README)")
+    put.add_argument("--replace", action="store_true", help="store other bytes under a new id (docs/UPLOADS.md)")
     put.add_argument("--via", metavar="URL", help="upload through this server instead of straight into the store")
     put.add_argument("--token-env", metavar="NAME", help="variable holding the token (default: IMGPROXY_INGEST_TOKENS)")
     put.add_argument("--base-url", default="", help="base of the variant URLs printed (local mode)")

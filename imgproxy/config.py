@@ -261,3 +261,38 @@ def to_environ(settings: Settings) -> dict[str, str]:
         value = getattr(settings, f.name)
         env[f"{ENV_PREFIX}{f.name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
     return env
+
+
+def reference() -> str:
+    """docs/SETTINGS.md: every setting's name, default and description, made from :class:`Settings`.
+
+    ``make docs`` writes it (``python -m imgproxy.config``); tests/test_readme.py fails when the
+    checked-in file differs from what this returns.
+    """
+    lines = [
+        "# Settings",
+        "",
+        "<!-- Generated from imgproxy/config.py by `make docs` (python -m imgproxy.config). Do not edit:",
+        "     change the setting's description in Settings and run `make docs`. -->",
+        "",
+        "Every setting is read from `config/imgproxy.toml` (another file via `IMGPROXY_CONFIG`) under",
+        "its lower-case name, then from the environment variable below, then from the",
+        "`imgproxy serve --<name>` option (dashes for underscores), each overriding the one before.",
+        "Settings marked *secret* have no command-line option (it would show in `ps`) and are",
+        "masked by `imgproxy info`. Lists are comma-separated. See [CONFIGURATION.md](CONFIGURATION.md).",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for f in fields(Settings):
+        default = ",".join(f.default) if isinstance(f.default, tuple) else str(f.default)
+        default = f"`{default.lower() if isinstance(f.default, bool) else default}`" if default else ""
+        meaning = f.metadata["description"].replace("|", "\\|")
+        if f.metadata["secret"]:
+            meaning += " (*secret*)"
+        lines.append(f"| `{ENV_PREFIX}{f.name.upper()}` | {default} | {meaning} |".replace("|  |", "| |"))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

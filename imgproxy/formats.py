@@ -3,7 +3,7 @@
 Output formats are the ``<fmt>`` of a variant URL. Each is a frozen record;
 URLs, presets, the planner, the encoder, the CLI and the stores all ask this
 table, so adding a format is one entry here (plus its tests). Why each
-encoder setting was chosen is in the README's "Rendering" section.
+encoder setting was chosen is in docs/RENDERING.md, "Encoders".
 
 Input loaders are the libvips loaders an original may reach. Every other
 loader is blocked at start-up (libvips' raw, matrix, CSV, FITS and the like
@@ -35,7 +35,7 @@ class OutputFormat:
 #: half the bytes. JPEG and AVIF are 4:2:0 at every quality (libvips' "auto"
 #: turns JPEG subsampling off at q >= 90); a preset's ``chroma = "444"`` turns
 #: it off. AVIF's effort here is the default of ``IMGPROXY_AVIF_EFFORT``. The
-#: measurements behind each setting are in the README's encoder table.
+#: measurements behind each setting are in docs/RENDERING.md's encoder table.
 OUTPUTS: Mapping[str, OutputFormat] = MappingProxyType({
     f.ext: f for f in (
         OutputFormat("webp", "image/webp", 80, alpha=True, animates=True,

@@ -18,7 +18,7 @@ graphics and text whose colour edges matter; JPEG and AVIF) and
 ``auto_target``, the luma SSIM an ``"auto"`` quality must reach (filled in with
 :data:`DEFAULT_AUTO_TARGET` when a quality is ``"auto"``, so the target in
 force is always hashed). Encoder speed (AVIF effort) is a server setting, not
-part of a preset: see the README's encoder table.
+part of a preset: see the encoder table in docs/RENDERING.md.
 ``widths`` (the ladder a URL may pick from) is never hashed: it changes no
 render, and each width's variant key names the width itself. A watermark is
 hashed by its placement and its image's content (``sha256``), not its name.

@@ -107,7 +107,7 @@ class VariantService:
     renderer: Renderer
     limits: Limits
     failed: FailedOriginals = field(default_factory=FailedOriginals)
-    avif_effort: int | None = None  # IMGPROXY_AVIF_EFFORT; not in the key (README: "AVIF effort")
+    avif_effort: int | None = None  # IMGPROXY_AVIF_EFFORT; not in the key (docs/RENDERING.md, "Encoders")
     avif_eager_effort: int | None = None  # IMGPROXY_AVIF_EAGER_EFFORT: fan-out jobs nobody waits for
 
     def __post_init__(self) -> None:

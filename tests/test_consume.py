@@ -1,7 +1,7 @@
 """``imgproxy consume``: real consumer processes on moto's SQS (and S3), real render workers.
 
 Every queue has a dead-letter queue through a redrive policy with
-maxReceiveCount 3, as the README tells operators to set up.
+maxReceiveCount 3, as docs/WARMUP.md tells operators to set up.
 """
 
 from __future__ import annotations

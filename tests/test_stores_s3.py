@@ -289,7 +289,7 @@ def hung_s3() -> Iterator[str]:
 def test_a_hung_s3_gets_its_503_within_timeout_times_attempts(
     server_factory: Callable[..., Server], moto: Moto, hung_s3: str
 ) -> None:
-    """The README promises a miss its 503 within s3_timeout x s3_max_attempts."""
+    """docs/OPERATIONS.md promises a miss its 503 within s3_timeout x s3_max_attempts."""
     server = server_factory(
         originals="s3://x-bucket/o", variants="s3://x-bucket/v",
         env={**moto.env(IMGPROXY_S3_TIMEOUT="1", IMGPROXY_S3_MAX_ATTEMPTS="3"), "IMGPROXY_S3_ENDPOINT_URL": hung_s3},

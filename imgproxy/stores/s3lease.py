@@ -1,7 +1,7 @@
 """Render leases on a shared S3 variant bucket: exactly one render per variant.
 
 Every instance that misses a variant asks for the lease on its key; the
-README section "Exactly once across instances" explains why. One small lease
+docs/EXACTLY_ONCE.md explains why. One small lease
 object per variant key, ``<prefix>.leases/<variant key>``, changed only by
 conditional writes::
 

@@ -31,7 +31,7 @@ is taken (``admit()``) before the original is fetched. One deadline,
 ``render_timeout``, covers waiting for a thread or worker plus rendering; in
 process mode the parent SIGKILLs a worker past it. A dead worker is replaced
 in the background and the server keeps serving; how a request ends when its
-worker dies is the README's table under "Isolated rendering".
+worker dies is the table under "Isolated rendering" in docs/HOSTILE_INPUT.md.
 
 Originals reach a worker without copies through the socket: a local store's
 file by its path, an original fetched from S3 or HTTP by its spool file
