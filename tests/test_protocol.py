@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from conftest import Server, add_original, corpus
 
 from imgproxy.urls import original_url
@@ -214,3 +215,40 @@ def test_pipelined_headers_are_capped_behind_a_response_in_flight(
     sock.close()
     assert answer.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 408 " in answer, answer[-300:]
     assert time.monotonic() - started < 2 + 1.5
+
+
+def test_a_slow_upload_body_is_cut_with_408(server_factory: Callable[..., Server]) -> None:
+    """An authenticated PUT whose body comes at a few bytes a second: 408 at body_timeout."""
+    token = "ingest-token-0123456789abcdefghijklmnop"
+    server = server_factory(env={"IMGPROXY_INGEST_TOKENS": token, "IMGPROXY_BODY_TIMEOUT": "2",
+                                 "IMGPROXY_HEADER_TIMEOUT": "1"})
+    photo = corpus("exif/mei__Nikon_D1X.jpg").read_bytes()
+    sock = _connect(server)
+    sock.sendall((f"PUT /o/up/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                  f"Content-Length: {len(photo)}\r\n\r\n").encode())
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    answer = b""
+    for byte in photo[:100]:  # 5 bytes a second, past the header timeout too
+        try:
+            sock.sendall(bytes([byte]))
+            answer += sock.recv(4096)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        if answer:
+            break
+    sock.settimeout(5)
+    answer += _read_all(sock)
+    elapsed = time.monotonic() - started
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b'"timeout"' in answer and b"connection: close" in answer
+    assert 2 <= elapsed < 2 + 1.5, elapsed
+    assert "Traceback" not in server.logs() and "ASGI" not in server.logs(), server.logs()
+    assert not (server.originals / "up").exists() or not any((server.originals / "up").iterdir())
+    # A body sent at once is unaffected.
+    r = httpx.put(f"{server.base_url}/o/up/fast?render=none", content=photo,
+                  headers={"authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 201, r.text

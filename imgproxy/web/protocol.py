@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with the two limits it lacks: header bytes and header time.
+"""uvicorn's httptools protocol with the limits it lacks: header bytes, header time, body time.
 
 uvicorn bounds neither with httptools (h11 has ``h11_max_incomplete_event_size``,
 httptools nothing): one 400 MB header was read whole, and slow-header
@@ -6,7 +6,9 @@ connections were held as long as their clients liked. This protocol counts
 the bytes received while a request's headers are incomplete and answers 431
 and closes past ``max_header_bytes``, *before* httptools buffers more; and it
 closes a connection whose headers are not complete ``header_timeout`` seconds
-after it opened or after its previous response (408, closed). Everything else
+after it opened or after its previous response (408, closed), and one whose
+body is not complete ``body_timeout`` seconds after its headers (408, closed:
+a byte a second would hold an upload open for ever). Everything else
 is uvicorn's: idle keep-alive (``timeout_keep_alive``), ``limit_concurrency``.
 
 It also sends a response's head and the first part of its body in one write
@@ -105,6 +107,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         settings = _settings()
         self.max_header_bytes = config.h11_max_incomplete_event_size or settings.max_header_bytes
         self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
         self._header_bytes = 0
         self._tail = b""  # the last bytes seen, for a blank line split across reads
         self._reading_headers = True
@@ -113,7 +116,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._refusal: bytes | None = None  # to send once the response in flight is complete
         self._lingering = False
         self._linger_bytes = LINGER_BYTES
-        self._timer: asyncio.TimerHandle | None = None  # the one deadline: headers, or the linger
+        self._timer: asyncio.TimerHandle | None = None  # the one deadline: headers, body, or the linger
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -150,6 +153,8 @@ class BoundedHttpTools(HttpToolsProtocol):
                              f"request headers are over {self.max_header_bytes} bytes")
                 return
         super().data_received(data)
+        if self._body_pending and self._timer is None and not self.pipeline:
+            self._arm(self.body_timeout, self._body_too_slow)  # from the end of its headers
 
     def on_message_begin(self) -> None:
         self._begun = True
@@ -169,6 +174,7 @@ class BoundedHttpTools(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._body_pending = False
+        self._disarm()  # the body's deadline
         # The next request's headers start here, pipelined or not.
         self._reading_headers = True
         self._begun = False
@@ -177,8 +183,13 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         self._out.flush()  # a HEAD or bodyless response's head
+        queued = bool(self.pipeline)  # requests parsed behind this one: super() starts the next
         super().on_response_complete()
-        if self.transport.is_closing() or self.pipeline:
+        if self.transport.is_closing():
+            return
+        if queued:
+            if self._body_pending and not self.pipeline:  # the last one parsed starts: its body's clock
+                self._arm(self.body_timeout, self._body_too_slow)
             return
         if self._refusal is not None:
             self.transport.write(self._refusal)
@@ -212,6 +223,18 @@ class BoundedHttpTools(HttpToolsProtocol):
                              f"request headers took over {self.header_timeout:g}s")
             else:
                 self.transport.close()
+
+    def _body_too_slow(self) -> None:
+        self._timer = None
+        if not self._body_pending or self.transport.is_closing():
+            return
+        if not self.cycle.response_started:
+            self.transport.write(_response(b"408 Request Timeout", "timeout",
+                                           f"the request body took over {self.body_timeout:g}s"))
+        # The app reading the body sees the client gone, and nothing it sends goes out.
+        self.cycle.disconnected = True
+        self.cycle.message_event.set()
+        self._linger()
 
     def _refuse(self, status: bytes, error: str, detail: str) -> None:
         """Answer and close; after the response in flight, if there is one."""
