@@ -252,3 +252,21 @@ def test_a_slow_upload_body_is_cut_with_408(server_factory: Callable[..., Server
     r = httpx.put(f"{server.base_url}/o/up/fast?render=none", content=photo,
                   headers={"authorization": f"Bearer {token}"}, timeout=30)
     assert r.status_code == 201, r.text
+
+
+def test_the_uvicorn_internals_the_protocol_relies_on_are_there() -> None:
+    """web/protocol.py subclasses uvicorn's private httptools protocol: fail here, by name,
+    when an upgrade moves what it reads or overrides."""
+    import inspect
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+    for name in ("data_received", "on_message_begin", "on_headers_complete", "on_message_complete",
+                 "on_response_complete", "_unset_keepalive_if_required"):
+        assert callable(getattr(HttpToolsProtocol, name, None)), name
+    init = inspect.getsource(HttpToolsProtocol.__init__) + inspect.getsource(HttpToolsProtocol.connection_made)
+    for attribute in ("self.pipeline", "self.flow", "self.cycle", "self.expect_100_continue", "self.loop"):
+        assert attribute in init, attribute
+    cycle = inspect.getsource(RequestResponseCycle.__init__)
+    for attribute in ("self.response_started", "self.response_complete", "self.disconnected", "self.message_event"):
+        assert attribute in cycle, attribute
