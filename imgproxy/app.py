@@ -61,9 +61,12 @@ class App:
         routes = [Route("/healthz", self.healthz), Route("/readyz", self.readyz), Route("/metrics", self.metrics)]
         if settings.env == "development":
             routes.append(Route("/", self.gallery))
-        self.starlette = AllowList(Starlette(routes=routes, lifespan=self.lifespan,
-                                             exception_handlers=exception_handlers(settings.not_found_max_age)),
-                                   networks(settings.metrics_allow))
+        starlette = Starlette(routes=routes, lifespan=self.lifespan,
+                              exception_handlers=exception_handlers(settings.not_found_max_age))
+        # No 307 from /metrics/ to /metrics: Starlette builds that Location from
+        # the request's Host header, which anyone can set.
+        starlette.router.redirect_slashes = False
+        self.starlette = AllowList(starlette, networks(settings.metrics_allow))
         self._asgi = RequestLog(self._route, enabled=settings.access_log,
                                 json_lines=log_format(settings) == "json")
 

@@ -55,6 +55,7 @@ class Settings:
     not_found_max_age: int = setting(10, "seconds a 404 (missing original, unknown preset or path) may be cached")
     max_header_bytes: int = setting(32768, "most bytes a request's line and headers may have (431 and closed above)")
     header_timeout: float = setting(10.0, "seconds a client has to send a request's headers, from connecting or from its previous response (then closed)")
+    body_timeout: float = setting(60.0, "seconds a client has to send a request's body, from the end of its headers (408 and closed above)")
     keep_alive_timeout: int = setting(5, "seconds an idle keep-alive connection stays open")
     max_connections: int = setting(2048, "connections plus requests in flight per server process; requests beyond it get 503")
     memory_cache_mb: int = setting(256, "memory tier size per process, in MiB of variant bytes (0 disables)")
@@ -116,7 +117,8 @@ class Settings:
                      "s3_max_attempts", "s3_max_connections", "max_header_bytes", "max_connections",
                      "keep_alive_timeout"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout", "header_timeout"):
+        for name in ("render_timeout", "download_timeout", "s3_lease_seconds", "s3_timeout", "header_timeout",
+                     "body_timeout"):
             check(getattr(self, name) > 0, name, "must be > 0")
         unknown = sorted(set(self.input_formats) - set(INPUT_FORMATS))
         check(not unknown, "input_formats", f"unknown format(s) {unknown}; known: {', '.join(INPUT_FORMATS)}")

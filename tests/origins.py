@@ -71,6 +71,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Send) -> None:
         for _ in range(BIG_CHUNKS):
             await send({"type": "http.response.body", "body": BIG_CHUNK, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/img/bad-date":  # a Last-Modified that is not a date
+        await respond(send, 200, PHOTO, [*jpeg, (b"last-modified", b"Tue, 99 Foo 2026 25:61:00 GMT")])
+    elif path in ("/img/range-other", "/img/range-wider", "/img/range-unlabelled"):
+        # A 206 for any Range, but not always the range asked for.
+        first, last = (0, len(PHOTO) - 1) if path.endswith("wider") else (0, 49)
+        label = [] if path.endswith("unlabelled") else [
+            (b"content-range", f"bytes {first}-{last}/{len(PHOTO)}".encode())]
+        if b"range" in dict(scope["headers"]):
+            await respond(send, 206, PHOTO[first:last + 1], [*jpeg, *label])
+        else:
+            await respond(send, 200, PHOTO, jpeg)
     elif path == "/img/broken":
         await respond(send, 500, b"oops")
     elif path == "/img/liar":  # announces far more than it sends, then hangs up

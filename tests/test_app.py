@@ -214,3 +214,10 @@ def test_malformed_metadata_never_gets_a_500(server):
         for fmt in ("webp", "jpg"):
             r = server.get(server.url("thumbnail", id, fmt))
             assert r.status_code == 200, (id, fmt, r.text)
+
+
+@pytest.mark.parametrize("path", ["/metrics/", "/healthz/", "/readyz/"])
+def test_a_trailing_slash_is_404_not_a_redirect_to_the_host_header(server, path):
+    r = httpx.get(server.base_url + path, headers={"host": "evil.example"}, follow_redirects=False)
+    assert r.status_code == 404 and "location" not in r.headers
+    assert r.headers["content-type"] == "application/json" and r.json()["error"] == "not_found"

@@ -93,3 +93,13 @@ def test_last_modified_is_never_after_date(json_server):
             assert len(r.headers.get_list("date")) == 1
             date = email.utils.parsedate_to_datetime(r.headers["date"])
             assert email.utils.parsedate_to_datetime(r.headers["last-modified"]) <= date, (preset, fmt)
+
+
+def test_a_text_line_cannot_be_forged_from_the_path(server_factory):
+    server = server_factory(env={"IMGPROXY_LOG_FORMAT": "text"})
+    forged = "/x%0a2026-01-01 00:00:00,000 INFO imgproxy.access: GET /v/forged 200%0d%e2%80%a8\\"
+    assert server.get(forged.replace(" ", "%20"), headers={"X-Request-ID": "forge-1"}).status_code == 404
+    server.stop()
+    lines = [line for line in server.logs().splitlines() if "/v/forged" in line]
+    assert len(lines) == 1 and "request_id=forge-1" in lines[0], lines
+    assert "GET /x\\x0a2026-01-01 00:00:00,000 INFO imgproxy.access: GET /v/forged 200\\x0d\\u2028\\\\ 404" in lines[0]

@@ -111,3 +111,22 @@ def test_chromium_receives_avif_and_decodes_it(server: Server, tmp_path: Path) -
     # What the browser was given: the server's one render of this variant is AVIF.
     variants = [p.name for p in server.variants.rglob("photo.*")]
     assert variants == ["photo.avif"], variants
+
+
+def test_auto_keeps_the_width_and_focal_point(server: Server, landscape: Path) -> None:
+    """``.auto`` is the same request as the format it picks: modifiers and all."""
+    import pyvips
+
+    from imgproxy import sign_url
+
+    add_original(server, landscape, "t/one")
+    for preset, width, focus in (("web", 640, None), ("thumb-square", None, (0.9, 0.1))):
+        plain = server.get(server.url(preset, "t/one", "webp"))
+        explicit = server.get(sign_url(server.key, preset, "t/one", "webp", server.base_url, width=width, focus=focus))
+        auto = server.get(sign_url(server.key, preset, "t/one", "auto", server.base_url, width=width, focus=focus),
+                          headers={"accept": "image/webp"})
+        assert auto.status_code == 200 and auto.headers["content-type"] == "image/webp"
+        assert auto.headers["etag"] == explicit.headers["etag"] != plain.headers["etag"]
+        assert auto.content == explicit.content
+        if width is not None:
+            assert pyvips.Image.new_from_buffer(auto.content, "").width == width

@@ -191,3 +191,21 @@ def test_download_from_an_http_origin(server_factory: Callable[..., Server], ori
     assert part.status_code == 206 and part.content == body[100:200]
     assert server.get(url, headers={"if-none-match": r.headers["etag"]}).status_code == 304
     assert server.get(_link(server, "missing", 600)).status_code == 404
+
+
+def test_http_origin_dates_and_ranges_are_checked(server_factory: Callable[..., Server], origin: str) -> None:
+    """A Last-Modified that is not a date is left out; a 206 is served only as
+    the range it says it is, and only when that covers the range asked for."""
+    from tests.conftest import ORIGIN_PHOTO
+
+    server = server_factory(originals=f"{origin}/img/", env={"IMGPROXY_HTTP_ALLOW_PRIVATE": "1"})
+    body = corpus(ORIGIN_PHOTO).read_bytes()
+    r = server.get(_link(server, "bad-date", 600))
+    assert r.status_code == 200 and r.content == body and "last-modified" not in r.headers
+    wider = server.get(_link(server, "range-wider", 600), headers={"range": "bytes=100-199"})
+    assert wider.status_code == 206 and wider.content == body[100:200]
+    assert wider.headers["content-range"] == f"bytes 100-199/{len(body)}"
+    for id in ("range-other", "range-unlabelled"):
+        r = server.get(_link(server, id, 600), headers={"range": "bytes=100-199"})
+        assert r.status_code == 502 and r.json()["error"] == "bad_gateway", (id, r.headers, r.content[:100])
+        assert server.get(_link(server, id, 600)).content == body  # no Range: the whole body

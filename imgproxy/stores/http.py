@@ -19,6 +19,7 @@ httpx errors and origin answers are mapped where they enter::
     ├── 5xx, other non-200                   BadGateway        502
     ├── body shorter than Content-Length     BadGateway        502
     ├── redirect outside the prefixes        BadGateway        502
+    ├── 206 not covering the range asked     BadGateway        502
     ├── blocked address (see guard.py)       BlockedAddress    502
     ├── unreachable                          BadGateway        502
     └── slower than download_timeout         GatewayTimeout    504
@@ -60,6 +61,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: resolve these after our prefix check, so a path holding one is refused.
 _HIDDEN = re.compile(r"%(2e|2f|5c)|\\", re.IGNORECASE)
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -182,9 +184,11 @@ class HttpOriginals:
         or, from an origin that ignores ranges, its whole body with the rest skipped."""
         wanted = {"range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
         async with self._opened(key, {**_IDENTITY, **wanted}) as (url, response):
-            if response.status_code != 206:
+            if response.status_code == 206:
+                skip = start - _range_start(url, response, start, end)
+            else:
                 _check_status(url, response)
-            skip = start if response.status_code == 200 else 0
+                skip = start
             left = None if end is None else end - start + 1
             with mapped(url):
                 async for received in response.aiter_raw():
@@ -236,6 +240,30 @@ def _located(url: str, response: httpx.Response) -> Located:
         raise Unsupported("the origin does not say how large the original is")
     validator = response.headers.get("etag") or response.headers.get("last-modified") or size
     tag = hashlib.blake2b(f"{url}:{validator}".encode(), digest_size=12).hexdigest()
-    modified = response.headers.get("last-modified")
-    mtime = email.utils.parsedate_to_datetime(modified).timestamp() if modified else None
-    return Located(url, int(size), f'"{tag}"', mtime)
+    return Located(url, int(size), f'"{tag}"', _mtime(response.headers.get("last-modified")))
+
+
+def _mtime(value: str | None) -> float | None:
+    """``Last-Modified`` in unix seconds; None when absent or not a date (it only labels a download)."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _range_start(url: str, response: httpx.Response, start: int, end: int | None) -> int:
+    """Where a 206's body starts in the original, when its ``Content-Range``
+    covers ``start..end`` (to the last byte when ``end`` is None); else 502:
+    an origin's other range must never go out labelled as the one asked for."""
+    answered = response.headers.get("content-range", "")
+    match = _CONTENT_RANGE.fullmatch(answered.strip())
+    if match is not None:
+        first, last, total = int(match[1]), int(match[2]), match[3]
+        through = end if end is not None else int(total) - 1 if total != "*" else None
+        if first <= start and through is not None and first <= last >= through:
+            return first
+    log.warning("origin %s answered bytes %d-%s with Content-Range %r", url, start,
+                "" if end is None else end, answered[:100])
+    raise BadGateway("the origin answered a different byte range")

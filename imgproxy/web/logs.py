@@ -124,9 +124,12 @@ class AccessLines:
 
     def _text_line(self, access: Access) -> str:
         now, method, path, status, tier, size, seconds, request_id, error = access
+        # The path is the client's, percent-decoded: a %0a in it would start a
+        # forged line. The request id is printable ASCII already; tier and error are ours.
         extra = f" tier={tier}" if tier else ""
         extra += f" error={error}" if error else ""
-        return (f"{self._ts(now).replace('.', ',')} INFO imgproxy.access: {method} {path} {status}{extra} "
+        return (f"{self._ts(now).replace('.', ',')} INFO imgproxy.access: {escape(method)} {escape(path)} "
+                f"{status}{extra} "
                 f"bytes={size} ms={round(seconds * 1000, 2)} request_id={request_id.decode('ascii')}\n")
 
     def _ts(self, now: float) -> str:
@@ -223,6 +226,29 @@ def _mint_id() -> bytes:
     return b"%016x" % (_IDS.next() & _MASK)
 
 
+#: Line breaks and other controls (C0, DEL, C1, U+2028/9), and the backslash
+#: that escapes them, so that an escaped line reads back unambiguously.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\\\" if char == "\\" else f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}"
+
+
+def escape(text: str) -> str:
+    """``text`` on one line, whatever a client put in it: ``\\n`` is written ``\\x0a``."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, one line a record: a message that quotes a client's
+    path or id is escaped (a traceback, added after it, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
+
 _quote = encode_basestring_ascii  # a JSON string, escaped, quotes included (json.dumps' own, in C)
 
 
@@ -256,7 +282,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     if log_format(settings) == "json":
         formatter: dict[str, Any] = {"()": f"{__name__}.JsonFormatter"}
     else:
-        formatter = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+        formatter = {"()": f"{__name__}.TextFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     level = settings.log_level.upper()
     quiet = {name: {"level": "WARNING"} for name in ("pyvips", "httpx", "aiobotocore.credentials")}
     return {

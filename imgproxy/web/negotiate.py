@@ -20,6 +20,7 @@ anyway (they are immutable), so a remembered answer is as fresh as they are.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from ..urls import VariantRequest
 
@@ -60,7 +61,7 @@ class Negotiator:
             fmt = "webp"
         else:
             fmt = "png" if await self._alpha_of(request.id) else "jpg"
-        return VariantRequest(request.preset, request.id, fmt)
+        return replace(request, fmt=fmt)  # the same request (width, focus, ...) in that format
 
     async def _alpha_of(self, id: str) -> bool:
         alpha = self._alpha.get(id)
