@@ -5,10 +5,11 @@ becomes fan-out jobs (:mod:`imgproxy.fanout`), so every variant is rendered
 exactly once however many consumers, warm-ups and servers share the stores.
 
     received ──not a job──────────────> poison: logged, counted, deleted
+        │  (an S3 event's bad record is poison alone; its other records run)
         └─ fan out (visibility extended while it runs)
               ├─ done, or the original's fault (4xx) ──> deleted (4xx counted as poison)
-              └─ store, origin or worker failed (5xx) ──> left: SQS redelivers it,
-                                                          and after maxReceiveCount the DLQ has it
+              └─ store, origin or worker failed (5xx), or a bug ──> left: SQS redelivers it,
+                                                                    and after maxReceiveCount the DLQ has it
 
 Shutdown on SIGTERM or SIGINT, in phases:
 1. stop receiving (a receive in flight is abandoned: SQS shows its messages again
@@ -124,6 +125,10 @@ class Consumer:
         keeper = asyncio.create_task(self._keep_hidden(message))
         try:
             outcome = await self._run(message)
+        except Exception:  # a bug, not the message's fault: counted, and the DLQ has it in the end
+            log.exception("job failed unexpectedly (receive %d), left for redelivery: %.200r", message.receives,
+                          message.body)
+            outcome = "retried"
         finally:
             keeper.cancel()
         self._count(outcome)
@@ -139,12 +144,14 @@ class Consumer:
 
     async def _run(self, message: Message) -> str:
         try:
-            jobs = parse(message.body, self.services.settings.originals, *self.defaults)
+            parsed = parse(message.body, self.services.settings.originals, *self.defaults)
         except BadMessage as exc:
             log.error("poison message (receive %d), deleted: %s: %.200r", message.receives, exc, message.body)
             return "poison"
-        outcome = "done"
-        for job in jobs:
+        for why in parsed.bad:  # the message's other records still run
+            log.error("poison record (receive %d), skipped: %s", message.receives, why)
+        outcome = "poison" if parsed.bad else "done"
+        for job in parsed.jobs:
             try:
                 targets = targets_of(self.services.presets, job.presets, job.formats)
                 log.info("rendering %s: %d variants (receive %d)", job.id, len(targets), message.receives)
