@@ -6,6 +6,7 @@ exactly once however many consumers, warm-ups and servers share the stores.
 
     received ──not a job──────────────> poison: logged, counted, deleted
         │  (an S3 event's bad record is poison alone; its other records run)
+    received ──an S3 event of no original (imgproxy's own keys too)──> ignored: counted, deleted
         └─ fan out (visibility extended while it runs)
               ├─ done, or the original's fault (4xx) ──> deleted (4xx counted as poison)
               └─ store, origin or worker failed (5xx), or a bug ──> left: SQS redelivers it,
@@ -33,9 +34,10 @@ import time
 from .config import Settings, load_settings
 from .errors import ImgproxyError
 from .fanout import fan_out, targets_of
-from .metrics import QUEUE_JOBS, QUEUE_VARIANTS
+from .metrics import QUEUE_IGNORED, QUEUE_JOBS, QUEUE_VARIANTS
 from .queue import BadMessage, Message, SqsQueue, is_poison, parse
 from .services import Services, open_services
+from .stores.keyspace import key_space
 
 log = logging.getLogger("imgproxy.consume")
 
@@ -60,6 +62,7 @@ class Counts:
     rendered: int = 0
     skipped: int = 0
     failed: int = 0
+    ignored: int = 0  # S3 events of no original (imgproxy's own keys among them)
 
 
 async def _consume(settings: Settings, url: str, concurrency: int, idle_exit: float) -> int:
@@ -84,6 +87,7 @@ class Consumer:
         self.counts = Counts()
         s = services.settings
         self.defaults = (s.warm_presets_list, s.warm_formats_list)
+        self.space = key_space(s.originals, s.variants)
 
     async def run(self, concurrency: int, idle_exit: float, stopping: asyncio.Event) -> None:
         jobs: set[asyncio.Task[None]] = set()
@@ -144,10 +148,14 @@ class Consumer:
 
     async def _run(self, message: Message) -> str:
         try:
-            parsed = parse(message.body, self.services.settings.originals, *self.defaults)
+            parsed = parse(message.body, self.space, *self.defaults)
         except BadMessage as exc:
             log.error("poison message (receive %d), deleted: %s: %.200r", message.receives, exc, message.body)
             return "poison"
+        for reason, n in parsed.ignored.items():
+            QUEUE_IGNORED.labels(reason).inc(n)
+        if parsed.ignored and not parsed.jobs and not parsed.bad:
+            return "ignored"
         for why in parsed.bad:  # the message's other records still run
             log.error("poison record (receive %d), skipped: %s", message.receives, why)
         outcome = "poison" if parsed.bad else "done"

@@ -8,8 +8,9 @@ An imgproxy job message (what ``imgproxy warm --enqueue`` sends)::
 and ``IMGPROXY_WARM_FORMATS``). An S3 event notification (``ObjectCreated:*``,
 sent straight to SQS or through SNS) is a job for each new original under the
 originals prefix, with the default presets and formats; other events, other
-buckets and keys outside the prefix (the variants, if they share the bucket)
-are no jobs. A message that is neither is :class:`BadMessage`: poison.
+buckets, keys outside the prefix and keys imgproxy writes itself (variants,
+leases and metadata sharing the bucket: :mod:`imgproxy.stores.keyspace`) are
+no jobs, only counted. A message that is neither is :class:`BadMessage`: poison.
 
 Each record of an S3 event is its own job: a record that is no job (no key,
 a key that is no id) is poison on its own, and the others still run. A body
@@ -24,14 +25,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 from .errors import BadRequest, ImgproxyError, Unavailable
 from .stores import id_of
+from .stores.keyspace import KeySpace
 from .urls import check_id
 
 log = logging.getLogger("imgproxy.queue")
@@ -72,10 +75,13 @@ class Parsed:
 
     jobs: list[Job] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)  # why each poison record is no job
+    # S3 event records that are no job, by why: event (not ObjectCreated), outside
+    # (another bucket or prefix), own (a key imgproxy wrote itself), test (s3:TestEvent)
+    ignored: Counter[str] = field(default_factory=Counter)
 
 
-def parse(body: str, originals: str, presets: Sequence[str], formats: Sequence[str]) -> Parsed:
-    """The jobs in one message; ``originals`` is the originals store URL (for S3 events).
+def parse(body: str, space: KeySpace, presets: Sequence[str], formats: Sequence[str]) -> Parsed:
+    """The jobs in one message; ``space`` tells originals from other keys (for S3 events).
     Raises :class:`BadMessage` when the message as a whole is no job."""
     data = _loads(body)
     if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
@@ -83,9 +89,9 @@ def parse(body: str, originals: str, presets: Sequence[str], formats: Sequence[s
     if not isinstance(data, dict):
         raise BadMessage("not a JSON object")
     if "Records" in data:
-        return _s3_event(data["Records"], originals, tuple(presets), tuple(formats))
+        return _s3_event(data["Records"], space, tuple(presets), tuple(formats))
     if data.get("Event") == "s3:TestEvent":
-        return Parsed()  # S3 sends one when notifications are set up
+        return Parsed(ignored=Counter(test=1))  # S3 sends one when notifications are set up
     if "id" in data:
         return Parsed([_job(data, tuple(presets), tuple(formats))])
     raise BadMessage("neither an imgproxy job nor an S3 event notification")
@@ -136,11 +142,9 @@ def _job(data: dict[str, Any], presets: tuple[str, ...], formats: tuple[str, ...
         raise BadMessage(f"bad id {data['id']!r}: {exc}") from None
 
 
-def _s3_event(records: Any, originals: str, presets: tuple[str, ...], formats: tuple[str, ...]) -> Parsed:
+def _s3_event(records: Any, space: KeySpace, presets: tuple[str, ...], formats: tuple[str, ...]) -> Parsed:
     if not isinstance(records, list):
         raise BadMessage("'Records' must be a list")
-    store = urlsplit(originals)
-    prefix = store.path.strip("/") + "/" if store.path.strip("/") else ""
     parsed = Parsed()
     for record in records:  # one by one: a bad record spoils only itself
         try:
@@ -150,12 +154,16 @@ def _s3_event(records: Any, originals: str, presets: tuple[str, ...], formats: t
             continue
         key = unquote_plus(str(key))  # S3 sends keys URL-encoded, spaces as '+'
         if not str(event).startswith("ObjectCreated:"):
+            parsed.ignored["event"] += 1
             continue
-        if store.scheme != "s3" or bucket != store.netloc or not key.startswith(prefix):
-            log.info("ignored an S3 event for s3://%s/%s: not under the originals store %s", bucket, key, originals)
+        original = space.key_of(f"s3://{bucket}/{key}")
+        if original is None or space.own(original):
+            why = "outside" if original is None else "own"
+            log.info("ignored an S3 event for s3://%s/%s (%s): not an original", bucket, key, why)
+            parsed.ignored[why] += 1
             continue
         try:
-            parsed.jobs.append(Job(check_id(id_of(key[len(prefix):])), presets, formats))
+            parsed.jobs.append(Job(check_id(id_of(original)), presets, formats))
         except BadRequest as exc:
             parsed.bad.append(f"S3 key {key!r} is not a valid id: {exc}")
     return parsed
