@@ -73,7 +73,7 @@ class Settings:
     max_svg_elements: int = setting(100_000, "most elements an SVG may have, counted before librsvg parses it (413 above)")
     input_formats: tuple[str, ...] = setting((), f"comma-separated input formats accepted, judged by their bytes ({', '.join(INPUT_FORMATS)}); empty means all")
     auto_format: bool = setting(True, "serve /v/<preset>/<id>.auto, picking AVIF, WebP, JPEG or PNG by Accept; off makes .auto a 400")
-    render_timeout: float = setting(30.0, "seconds one render may take (504 above)")
+    render_timeout: float = setting(30.0, "seconds one render may take (504 above); a fan-out job, this for each variant it makes")
     download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
     originals_budget_mb: int = setting(1024, "MiB that fetched originals (S3, HTTP) and uploads may hold at once per process, downloading or waiting for a render (503 with Retry-After above); at least max_source_bytes")
     spool_dir: str = setting("", "folder where fetched originals and uploads wait, streamed in as they arrive; empty means /dev/shm if writable and at least originals_budget_mb large (Docker's 64 MiB is not), else the temp folder; one smaller than the budget is named in a warning at start-up, and when full answers 503 (507 to an upload)")

@@ -5,10 +5,12 @@ becomes fan-out jobs (:mod:`imgproxy.fanout`), so every variant is rendered
 exactly once however many consumers, warm-ups and servers share the stores.
 
     received ──not a job──────────────> poison: logged, counted, deleted
+        │  (an S3 event's bad record is poison alone; its other records run)
+    received ──an S3 event of no original (imgproxy's own keys too)──> ignored: counted, deleted
         └─ fan out (visibility extended while it runs)
               ├─ done, or the original's fault (4xx) ──> deleted (4xx counted as poison)
-              └─ store, origin or worker failed (5xx) ──> left: SQS redelivers it,
-                                                          and after maxReceiveCount the DLQ has it
+              └─ store, origin or worker failed (5xx), or a bug ──> left: SQS redelivers it,
+                                                                    and after maxReceiveCount the DLQ has it
 
 Shutdown on SIGTERM or SIGINT, in phases:
 1. stop receiving (a receive in flight is abandoned: SQS shows its messages again
@@ -32,9 +34,10 @@ import time
 from .config import Settings, load_settings
 from .errors import ImgproxyError
 from .fanout import fan_out, targets_of
-from .metrics import QUEUE_JOBS, QUEUE_VARIANTS
+from .metrics import QUEUE_IGNORED, QUEUE_JOBS, QUEUE_VARIANTS
 from .queue import BadMessage, Message, SqsQueue, is_poison, parse
 from .services import Services, open_services
+from .stores.keyspace import key_space
 
 log = logging.getLogger("imgproxy.consume")
 
@@ -59,6 +62,7 @@ class Counts:
     rendered: int = 0
     skipped: int = 0
     failed: int = 0
+    ignored: int = 0  # S3 events of no original (imgproxy's own keys among them)
 
 
 async def _consume(settings: Settings, url: str, concurrency: int, idle_exit: float) -> int:
@@ -83,6 +87,7 @@ class Consumer:
         self.counts = Counts()
         s = services.settings
         self.defaults = (s.warm_presets_list, s.warm_formats_list)
+        self.space = key_space(s.originals, s.variants)
 
     async def run(self, concurrency: int, idle_exit: float, stopping: asyncio.Event) -> None:
         jobs: set[asyncio.Task[None]] = set()
@@ -124,6 +129,10 @@ class Consumer:
         keeper = asyncio.create_task(self._keep_hidden(message))
         try:
             outcome = await self._run(message)
+        except Exception:  # a bug, not the message's fault: counted, and the DLQ has it in the end
+            log.exception("job failed unexpectedly (receive %d), left for redelivery: %.200r", message.receives,
+                          message.body)
+            outcome = "retried"
         finally:
             keeper.cancel()
         self._count(outcome)
@@ -139,12 +148,18 @@ class Consumer:
 
     async def _run(self, message: Message) -> str:
         try:
-            jobs = parse(message.body, self.services.settings.originals, *self.defaults)
+            parsed = parse(message.body, self.space, *self.defaults)
         except BadMessage as exc:
             log.error("poison message (receive %d), deleted: %s: %.200r", message.receives, exc, message.body)
             return "poison"
-        outcome = "done"
-        for job in jobs:
+        for reason, n in parsed.ignored.items():
+            QUEUE_IGNORED.labels(reason).inc(n)
+        if parsed.ignored and not parsed.jobs and not parsed.bad:
+            return "ignored"
+        for why in parsed.bad:  # the message's other records still run
+            log.error("poison record (receive %d), skipped: %s", message.receives, why)
+        outcome = "poison" if parsed.bad else "done"
+        for job in parsed.jobs:
             try:
                 targets = targets_of(self.services.presets, job.presets, job.formats)
                 log.info("rendering %s: %d variants (receive %d)", job.id, len(targets), message.receives)

@@ -4,6 +4,15 @@
        └─ missing ──lease each, in key order──> stored meanwhile? skipped
                           └─ held ──fetch original once──> failed before? failed
                                        └─ one FanoutJob ──> put each (never overwrite)
+                                             └─ timed out ──> each variant alone, cheapest first
+
+The job's deadline is ``render_timeout`` per variant (:meth:`RendererBase.deadline`).
+A fan-out that still runs past it proves nothing against the original: eight
+variants of a camera photo on a busy machine may. So it is not remembered;
+each variant is rendered alone in a worker instead, as a live miss would be,
+and only a timeout of such a lone render counts against the original
+(:mod:`imgproxy.cache.failures`); the cheapest goes first, and when even it
+runs out of time the rest are not tried this time.
 
 The leases are the ones live requests take (:meth:`VariantStore.lease`), so a
 fan-out racing live traffic, another fan-out or another machine never renders
@@ -27,11 +36,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import cast
 
-from .errors import BadRequest, ImgproxyError, NotFound, Unavailable
+from .errors import BadRequest, GatewayTimeout, ImgproxyError, NotFound, RenderTimeout, Unavailable
 from .formats import FORMATS
 from .metrics import RENDERS
 from .presets import Preset
-from .render import Fanned, FanoutJob
+from .render import Fanned, FanoutJob, Rendered, RenderJob
 from .stores import Blob, Original
 from .urls import VariantRequest, check_id
 from .variants import VariantService, variant_key, variant_metadata
@@ -116,6 +125,11 @@ async def _render_fetched(variants: VariantService, original: Original, held: di
                     avif_effort=variants.avif_eager_effort)
     try:
         fanned = cast(Fanned, await variants.renderer.run(job))
+    except RenderTimeout as exc:
+        if len(todo) == 1:  # a lone render already: the original's cost
+            variants.failed.remember(original.identity, next(iter(todo)), exc)
+            raise
+        fanned = await _one_by_one(variants, original, todo)
     except ImgproxyError as exc:
         for key in todo:
             variants.failed.remember(original.identity, key, exc)
@@ -131,6 +145,32 @@ async def _render_fetched(variants: VariantService, original: Original, held: di
             out.rendered.append(key)
         else:
             out.failed[key] = Unavailable("the variant store refused the write")
+
+
+async def _one_by_one(variants: VariantService, original: Original, todo: dict[str, Target]) -> Fanned:
+    """Each target in its own job under ``render_timeout``, cheapest first; a lone
+    timeout is the original's (one strike, remembered by the caller) and ends the round."""
+    results: dict[str, Rendered | ImgproxyError] = {}
+    for key in sorted(todo, key=lambda k: _cost(todo[k])):
+        preset, fmt = todo[key]
+        try:
+            job = RenderJob(original.source, preset, fmt, variants.limits, variants.avif_eager_effort)
+            results[key] = cast(Rendered, await variants.renderer.run(job))
+        except RenderTimeout as exc:
+            results[key] = exc
+            untried = GatewayTimeout("not tried: a cheaper variant of this original ran past render_timeout alone",
+                                     limit="render_timeout")
+            results.update({rest: untried for rest in todo if rest not in results})
+            break
+        except ImgproxyError as exc:
+            results[key] = exc
+    return Fanned(tuple(results[key] for key in todo))
+
+
+def _cost(target: Target) -> tuple[bool, int]:
+    """A rough order of render cost: AVIF last, then by output box."""
+    preset, fmt = target
+    return fmt == "avif", preset.width * preset.height
 
 
 def targets_of(presets: Mapping[str, Preset], names: Sequence[str], formats: Sequence[str]) -> list[Target]:

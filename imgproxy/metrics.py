@@ -66,6 +66,11 @@ def exposition() -> tuple[bytes, str]:
 
 #: ``imgproxy consume``: messages by outcome (done, poison, retried) and the variants its jobs made.
 QUEUE_JOBS = Counter("imgproxy_queue_jobs_total",
-                     "Queue messages handled: done, poison (deleted), retried (left for redelivery)", ["outcome"])
+                     "Queue messages handled: done, poison (deleted), retried (left for redelivery), "
+                     "ignored (S3 events of no original, deleted)", ["outcome"])
 QUEUE_VARIANTS = Counter("imgproxy_queue_variants_total",
                          "Variants of queue jobs: rendered, skipped (already stored), failed", ["outcome"])
+QUEUE_IGNORED = Counter("imgproxy_queue_ignored_total",
+                        "S3 event records that are no job: event (not ObjectCreated), outside (another bucket "
+                        "or prefix), own (a key imgproxy writes itself: variants, leases, metadata), "
+                        "test (s3:TestEvent)", ["reason"])

@@ -37,6 +37,7 @@ from .progress import Tally, print_summary, shown
 from .queue import Job, SqsQueue
 from .services import Services, open_services
 from .stores import id_of
+from .stores.keyspace import key_space
 from .urls import check_id, variant_url
 
 ATTEMPTS = 3  # runs of one job when it fails for a reason that is not the original's
@@ -119,12 +120,21 @@ async def _ids(args: argparse.Namespace, services: Services, given: list[str]) -
 
 
 async def _listed(services: Services, prefix: str) -> AsyncIterator[str]:
+    s = services.settings
+    space = key_space(s.originals, s.variants)
+    own = 0
     try:
         async for key in services.originals.list_keys(prefix):
+            if space.own(key):  # the variant store sharing the bucket: never warm variants of variants
+                own += 1
+                continue
             yield id_of(key)
     except Unsupported as exc:
-        raise UsageError(f"cannot list {services.settings.originals}: {exc.detail}; "
+        raise UsageError(f"cannot list {s.originals}: {exc.detail}; "
                          "give the ids as arguments or with --ids-file") from None
+    if own:
+        print(f"imgproxy warm: ignored {own} keys under {s.originals} that imgproxy wrote itself "
+              f"(the variant store {s.variants})", file=sys.stderr)
 
 
 async def render_all(services: Services, ids: Sequence[str], targets: Sequence[Target], concurrency: int,

@@ -263,3 +263,44 @@ def test_a_job_longer_than_the_visibility_timeout_stays_hidden(tmp_path: Path, m
     assert sum(c["done"] for c in counts) == 1 and sum(c["rendered"] for c in counts) == 4, counts
     assert "(receive 2)" not in a[1].read_text() + b[1].read_text()
     assert queue.counts() == (0, 0) and queue.counts(queue.dlq) == (0, 0)
+
+
+def test_a_deep_body_is_poison_and_a_bad_record_spoils_only_itself(tmp_path: Path, moto: Moto, queue: Queue,
+                                                                     bucket: str) -> None:
+    s3 = moto.client()
+    s3.put_object(Bucket=bucket, Key="uploads/g/ok.jpg", Body=corpus(PHOTOS[0]).read_bytes())
+
+    def record(key: str) -> dict[str, Any]:
+        return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+
+    queue.send("[" * 100_000)  # json's recursion would end the task, and the message would loop to the DLQ
+    queue.send({"Records": [{"s3": {}}, record("uploads/bad+key.jpg"), record("uploads/g/ok.jpg")]})
+    env = {"IMGPROXY_ORIGINALS": f"s3://{bucket}/uploads", "IMGPROXY_WARM_PRESETS": "thumbnail",
+           "IMGPROXY_WARM_FORMATS": "webp"}
+    counts = finish(*consumer(tmp_path, moto, queue, "--idle-exit", "5", env=env, name="edge"))
+    assert (counts["poison"], counts["rendered"], counts["retried"]) == (2, 1, 0), counts
+    assert [p.name for p in stored(tmp_path)] == ["ok.webp"]
+    assert queue.counts() == (0, 0) and queue.counts(queue.dlq) == (0, 0)
+
+
+def test_a_bucket_notifying_its_own_consumer_does_not_feed_on_its_variants(tmp_path: Path, moto: Moto,
+                                                                           queue: Queue, bucket: str) -> None:
+    s3 = moto.client()
+    arn = queue.sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    s3.put_object(Bucket=bucket, Key="photo.jpg", Body=corpus(PHOTOS[0]).read_bytes())
+    # The originals are the whole bucket, and the variant store (leases, metadata) lives inside it.
+    env = {"IMGPROXY_ORIGINALS": f"s3://{bucket}", "IMGPROXY_VARIANTS": f"s3://{bucket}/variants",
+           "IMGPROXY_WARM_PRESETS": "thumbnail,web", "IMGPROXY_WARM_FORMATS": "webp"}
+    proc, log = consumer(tmp_path, moto, queue, "--idle-exit", "5", env=env, name="loop")
+    counts = finish(proc, log, timeout=90)
+    # Two variants, each with its lease: at least four events of keys of our own, all ignored.
+    assert (counts["done"], counts["rendered"], counts["poison"]) == (1, 2, 0), counts
+    assert counts["ignored"] >= 4, counts
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    expected = ["photo.jpg"] + sorted("variants/" + k for k in keys_of("photo", targets(["thumbnail", "web"],
+                                                                                          ["webp"])))
+    assert [k for k in keys if not k.startswith("variants/.leases/")] == expected
+    assert "rendering variants" not in log.read_text()
+    assert queue.counts() == (0, 0) and queue.counts(queue.dlq) == (0, 0)

@@ -6,19 +6,29 @@ Real local stores, real render workers, a real server for the race.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import KEY, ROOT, Server, corpus, start_server
 
+from imgproxy.cache.failures import TIMEOUT_STRIKES
+from imgproxy.cache.memory import NoMemoryTier
 from imgproxy.config import load_settings
-from imgproxy.errors import Undecodable
-from imgproxy.fanout import fan_out, keys_of, targets_of
+from imgproxy.errors import GatewayTimeout, ImgproxyError, RenderTimeout, Undecodable
+from imgproxy.fanout import Target, fan_out, keys_of, targets_of
 from imgproxy.metrics import RENDERS
+from imgproxy.presets import Preset
+from imgproxy.render import Fanned, FanoutJob, Job, Limits, Rendered, Result
 from imgproxy.services import open_services
+from imgproxy.stores.local import LocalOriginals, LocalVariants
+from imgproxy.variants import VariantService
+from imgproxy.workers import ThreadRenderer
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 LARGE = "large/mei__Issue_266.jpg"
@@ -130,3 +140,84 @@ async def test_fan_out_racing_live_traffic_renders_each_variant_once(tmp_path: P
         assert leftovers(tmp_path / "variants") == []
     finally:
         server.stop()
+
+
+BODY = Rendered(body=b"RIFF....WEBP", width=1, height=1)
+#: Four sizes in two formats, like a camera photo's warm-up, smallest first.
+SIZES = [Preset(name=f"s{side}", width=side, height=side) for side in (300, 800, 2000, 4000)]
+EIGHT: list[Target] = [(p, f) for p in reversed(SIZES) for f in ("avif", "webp")]
+
+
+def service(tmp: Path, renderer: object) -> VariantService:
+    (tmp / "o").mkdir(exist_ok=True)
+    (tmp / "o" / "p.jpg").write_bytes(b"\xff\xd8 a camera photo")
+    return VariantService(LocalOriginals(str(tmp / "o"), 1 << 20), LocalVariants(str(tmp / "v")), NoMemoryTier(),
+                          renderer, Limits())  # type: ignore[arg-type]
+
+
+class Scripted:
+    """A renderer whose fan-out jobs and lone renders each answer as told; it keeps every job."""
+
+    def __init__(self, fanout: ImgproxyError | None, lone: ImgproxyError | None = None) -> None:
+        self.fanout, self.lone = fanout, lone
+        self.jobs: list[Job] = []
+        self.pending, self.workers = 0, 1
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        yield
+
+    async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
+        self.jobs.append(job)
+        error = self.fanout if isinstance(job, FanoutJob) else self.lone
+        if error is not None:
+            raise error
+        return Fanned(tuple(BODY for _ in job.targets)) if isinstance(job, FanoutJob) else BODY
+
+
+async def test_a_fan_out_has_render_timeout_for_each_variant(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs: list[Job] = []
+
+    def slow(job: Job) -> Result:  # 0.3 s a variant: each fits in 0.5 s, all eight do not
+        jobs.append(job)
+        made = len(job.targets) if isinstance(job, FanoutJob) else 1
+        time.sleep(0.3 * made)
+        return Fanned((BODY,) * made) if isinstance(job, FanoutJob) else BODY
+
+    monkeypatch.setattr("imgproxy.workers.threads.run_job", slow)
+    v = service(tmp_path, ThreadRenderer(1, 4, timeout=0.5))
+    result = await fan_out(v, "p", EIGHT)
+    assert sorted(result.rendered) == sorted(keys_of("p", EIGHT)) and not result.failed
+    assert [type(job) for job in jobs] == [FanoutJob]  # one job, one decode: no fallback was needed
+
+
+async def test_a_fan_out_timeout_does_not_blame_an_original_that_renders_alone(tmp_path: Path) -> None:
+    renderer = Scripted(fanout=RenderTimeout("render took longer than 240s", limit="render_timeout"))
+    v = service(tmp_path, renderer)
+    for sizes in (EIGHT[:4], EIGHT[4:]):  # twice: two fan-out timeouts within the strike window
+        result = await fan_out(v, "p", sizes)
+        assert sorted(result.rendered) == sorted(keys_of("p", sizes)) and not result.failed
+    assert [type(job).__name__ for job in renderer.jobs] == ["FanoutJob"] + ["RenderJob"] * 4 + [
+        "FanoutJob"] + ["RenderJob"] * 4
+    # No strike was left against the original: one more timeout is still below the limit.
+    original = await v.originals.fetch("p")
+    v.failed.remember(original.identity, "any", RenderTimeout("slow", limit="render_timeout"))
+    v.failed.check(original.identity, "any")
+    assert len(v.failed) == 0
+
+
+async def test_a_lone_render_past_render_timeout_is_the_originals(tmp_path: Path) -> None:
+    slow = RenderTimeout("render took longer than 30s", limit="render_timeout")
+    renderer = Scripted(fanout=slow, lone=slow)
+    v = service(tmp_path, renderer)
+    for _ in range(TIMEOUT_STRIKES):
+        result = await fan_out(v, "p", EIGHT)
+        # The cheapest alone ran out of time: the other seven were not tried.
+        assert isinstance(result.failed[keys_of("p", [(SIZES[0], "webp")])[0]], RenderTimeout)
+        assert sum(type(e) is GatewayTimeout for e in result.failed.values()) == 7
+        assert renderer.jobs[-1].preset is SIZES[0] and renderer.jobs[-1].fmt == "webp"  # type: ignore[union-attr]
+    runs = len(renderer.jobs)
+    with pytest.raises(GatewayTimeout, match="ran past render_timeout 2 times"):
+        await fan_out(v, "p", EIGHT)
+    assert len(renderer.jobs) == runs  # remembered: not rendered again

@@ -175,3 +175,20 @@ def test_an_origin_5xx_runs_the_job_again(gallery: Path, failures: int, code: in
     if code:
         assert [(f["status"], f["error"]) for f in summary["failures"]] == [(502, "bad_gateway")]
     assert len(variants(gallery)) == rendered
+
+
+def test_warm_a_bucket_root_skips_the_variant_store_inside_it(tmp_path: Path, moto: Moto, bucket: str) -> None:
+    s3 = moto.client()
+    s3.put_object(Bucket=bucket, Key="photo.jpg", Body=corpus(PHOTOS[0]).read_bytes())
+    env = {**moto.env(), "IMGPROXY_ORIGINALS": f"s3://{bucket}", "IMGPROXY_VARIANTS": f"s3://{bucket}/variants"}
+    args = ("--prefix", "", "--presets", "thumbnail", "--formats", "webp", "--json")
+    first = warm(tmp_path, *args, env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["rendered"] == 1
+    # The bucket now holds variants/thumbnail/<digest>/photo.webp: not an original to warm.
+    again = warm(tmp_path, *args, env=env)
+    summary = json.loads(again.stdout)
+    assert (summary["originals"], summary["rendered"], summary["skipped"]) == (1, 0, 1), summary
+    assert "ignored 1 keys" in again.stderr
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len([k for k in keys if not k.startswith("variants/.leases/")]) == 2, keys

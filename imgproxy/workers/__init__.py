@@ -28,8 +28,9 @@ job of :mod:`imgproxy.render.jobs`, ``await render(job)``, ``pending``,
 Both bound the renders in flight: ``concurrency`` run, ``queue`` more wait, and
 past that a render is refused at once with 503 and ``Retry-After``; the place
 is taken (``admit()``) before the original is fetched. One deadline,
-``render_timeout``, covers waiting for a thread or worker plus rendering; in
-process mode the parent SIGKILLs a worker past it. A dead worker is replaced
+``render_timeout`` (a fan-out job: once per variant it makes), covers waiting
+for a thread or worker plus rendering; in process mode the parent SIGKILLs a
+worker past it. A dead worker is replaced
 in the background and the server keeps serving; how a request ends when its
 worker dies is the table under "Isolated rendering" in docs/HOSTILE_INPUT.md.
 

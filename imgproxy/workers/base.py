@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar, cast
 
 from ..errors import GatewayTimeout, RenderTimeout, Unavailable
-from ..render import Job, Rendered, RenderJob, Result
+from ..render import FanoutJob, Job, Rendered, RenderJob, Result
 
 R = TypeVar("R", bound=Result)
 
@@ -56,11 +56,16 @@ class RendererBase:
         with self.admit():
             return cast(Rendered, await self.run(job))
 
-    def too_slow(self, rendering: bool) -> GatewayTimeout:
+    def deadline(self, job: Job) -> float:
+        """``render_timeout`` for each variant the job makes: a fan-out's eight
+        variants of a camera photo do not have to fit in one variant's time."""
+        return self.timeout * len(job.targets) if isinstance(job, FanoutJob) else self.timeout
+
+    def too_slow(self, job: Job, rendering: bool) -> GatewayTimeout:
         """The deadline passed; a :class:`RenderTimeout` if the job had its worker
         (the input's cost), a plain 504 if it was still waiting for one (load)."""
         kind = RenderTimeout if rendering else GatewayTimeout
-        return kind(f"render took longer than {self.timeout:g}s", limit="render_timeout")
+        return kind(f"render took longer than {self.deadline(job):g}s", limit="render_timeout")
 
     async def aclose(self) -> None:
         pass

@@ -147,13 +147,13 @@ class ProcessRenderer(RendererBase):
     async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
         worker: _Worker | None = None
         try:
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(self.deadline(job)):
                 worker = await self.checkout()
                 if started is not None:
                     started()
                 return await self._run(worker, job)
         except TimeoutError:
-            raise self.too_slow(rendering=worker is not None) from None
+            raise self.too_slow(job, rendering=worker is not None) from None
 
     async def checkout(self) -> _Worker:
         """An idle, live worker; the caller hands it to :meth:`exchange` next."""

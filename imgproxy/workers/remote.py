@@ -79,11 +79,11 @@ class RemoteRenderer(RendererBase):
 
         staged: Path | None = None
         try:
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(self.deadline(job)):
                 source, staged = await self._staging.stage(job.source)
                 meta, body, pid = await self._submit(replace(job, source=source), begin)
         except TimeoutError:
-            raise self.too_slow(rendering=bool(rendering)) from None
+            raise self.too_slow(job, rendering=bool(rendering)) from None
         finally:
             if staged is not None:
                 staged.unlink(missing_ok=True)

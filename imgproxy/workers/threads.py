@@ -35,7 +35,7 @@ class ThreadRenderer(RendererBase):
         try:
             # A thread cannot be killed: on timeout the caller is answered and
             # the thread finishes in the background (process mode kills it).
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(self.deadline(job)):
                 return await anyio.to_thread.run_sync(in_thread, limiter=self._limiter, abandon_on_cancel=True)
         except TimeoutError:
-            raise self.too_slow(rendering=bool(began)) from None
+            raise self.too_slow(job, rendering=bool(began)) from None
