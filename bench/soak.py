@@ -34,9 +34,11 @@ import httpx
 
 from imgproxy import sign_url
 
-from .servers import BENCH_KEY, MAIN, free_port
+from .harness.memory import rss
+from .harness.paths import CONFIG_PRESETS, MAIN, TESTIMAGES
+from .harness.procs import children
+from .harness.servers import BENCH_KEY, free_port
 
-CORPUS = MAIN.parent / "shared" / "testimages"
 PRESETS = ("thumbnail", "web", "small", "thumb-square")
 FORMATS = ("webp", "jpg", "avif", "png")
 
@@ -44,9 +46,9 @@ FORMATS = ("webp", "jpg", "avif", "png")
 def originals(root: Path) -> list[str]:
     """Copy the corpus into ``root``; the ids, hostile ones included."""
     ids = []
-    for path in sorted(CORPUS.rglob("*")):
+    for path in sorted(TESTIMAGES.rglob("*")):
         hostile = path.parent.name in ("bomb", "corrupt", "svg")
-        if not path.is_file() or path.parent == CORPUS or (not hostile and path.stat().st_size > 4 << 20):
+        if not path.is_file() or path.parent == TESTIMAGES or (not hostile and path.stat().st_size > 4 << 20):
             continue
         id = f"{path.parent.name}/{re.sub(r'[^A-Za-z0-9._-]', '_', path.name)}"
         (root / id).parent.mkdir(parents=True, exist_ok=True)
@@ -83,23 +85,6 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} not ready")
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(stat.parent.name))
-    return out
-
-
-def rss(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 class Peaks(threading.Thread):
     """Peak RSS of each server process, of its largest render worker, and of moto."""
 
@@ -111,11 +96,13 @@ class Peaks(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.25):
-            self.peak["moto"] = max(self.peak["moto"], rss(self.moto))
+            self.peak["moto"] = max(self.peak["moto"], rss(self.moto) or 0)
+            by_parent = children()
             for name, pid in self.servers.items():
-                self.peak[f"{name} server"] = max(self.peak[f"{name} server"], rss(pid))
-                for child in children(pid):
-                    self.peak[f"{name} worker (largest)"] = max(self.peak[f"{name} worker (largest)"], rss(child))
+                self.peak[f"{name} server"] = max(self.peak[f"{name} server"], rss(pid) or 0)
+                for child in by_parent.get(pid, ()):
+                    self.peak[f"{name} worker (largest)"] = max(self.peak[f"{name} worker (largest)"],
+                                                                 rss(child) or 0)
 
 
 async def traffic(bases: dict[str, str], ids: list[str], seconds: float, clients: int,
@@ -162,7 +149,7 @@ def chaos(servers: dict[str, int], moto: Proc, store: Path, seconds: float, log:
                        + ("" if done.returncode == 0 else f" FAILED: {done.stderr.decode().strip()}"))
         if rng.random() < 0.6:
             name = rng.choice(list(servers))
-            workers = children(servers[name])
+            workers = children().get(servers[name], [])
             if workers:
                 victim = rng.choice(workers)
                 with contextlib.suppress(ProcessLookupError):
@@ -212,7 +199,7 @@ def main() -> int:
         for id in ids:
             s3.put_object(Bucket="soak", Key=f"o/{id}", Body=(work / "originals" / id).read_bytes())
         common = {**os.environ, **s3_env, "IMGPROXY_KEYS": BENCH_KEY, "IMGPROXY_LOG_LEVEL": "warning",
-                  "IMGPROXY_PRESETS": str(MAIN / "config" / "presets.toml"), "IMGPROXY_RENDER_THREADS": "2",
+                  "IMGPROXY_PRESETS": str(CONFIG_PRESETS), "IMGPROXY_RENDER_THREADS": "2",
                   "IMGPROXY_RENDER_TIMEOUT": "10", "IMGPROXY_DOWNLOAD_TIMEOUT": "10",
                   "IMGPROXY_S3_TIMEOUT": "2", "IMGPROXY_S3_MAX_ATTEMPTS": "2", "IMGPROXY_S3_LEASE_SECONDS": "25",
                   "IMGPROXY_S3_ENDPOINT_URL": endpoint, "IMGPROXY_DEV_KEY_FILE": str(work / "dev-key")}
