@@ -37,7 +37,7 @@ from imgproxy import sign_url
 from .harness.memory import rss
 from .harness.paths import CONFIG_PRESETS, MAIN, TESTIMAGES
 from .harness.procs import children
-from .harness.servers import BENCH_KEY, free_port
+from .harness.servers import BENCH_KEY, Server, free_port, running
 
 PRESETS = ("thumbnail", "web", "small", "thumb-square")
 FORMATS = ("webp", "jpg", "avif", "png")
@@ -61,28 +61,6 @@ def originals(root: Path) -> list[str]:
     tall_png(root / "gen" / "tall.png")
     (root / "gen" / "use.svg").write_bytes(use_nesting())
     return [*ids, "gen/tall.png", "gen/use.svg"]
-
-
-class Proc:
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(cmd, env=env, cwd=MAIN, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready")
 
 
 class Peaks(threading.Thread):
@@ -133,7 +111,7 @@ async def traffic(bases: dict[str, str], ids: list[str], seconds: float, clients
         await asyncio.gather(*(client(http) for _ in range(clients)))
 
 
-def chaos(servers: dict[str, int], moto: Proc, store: Path, seconds: float, log: list[str]) -> None:
+def chaos(servers: dict[str, int], moto: Server, store: Path, seconds: float, log: list[str]) -> None:
     rng = random.Random(7)
     started = time.monotonic()
     read_only = False
@@ -156,9 +134,9 @@ def chaos(servers: dict[str, int], moto: Proc, store: Path, seconds: float, log:
                     os.kill(victim, signal.SIGKILL)
                 log.append(f"{elapsed:5.0f}s SIGKILL {name} render worker {victim}")
         else:
-            os.kill(moto.proc.pid, signal.SIGSTOP)
+            os.kill(moto.pid, signal.SIGSTOP)
             time.sleep(3)
-            os.kill(moto.proc.pid, signal.SIGCONT)
+            os.kill(moto.pid, signal.SIGCONT)
             log.append(f"{elapsed:5.0f}s S3 paused 3 s (SIGSTOP/SIGCONT moto)")
 
 
@@ -181,16 +159,15 @@ def main() -> int:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(store)],
                              capture_output=True).returncode == 0
     (store / "v").mkdir()
-    procs: list[Proc] = []
+    stack = contextlib.ExitStack()
     try:
         s3_env = {"AWS_ACCESS_KEY_ID": "soak", "AWS_SECRET_ACCESS_KEY": "soak", "AWS_DEFAULT_REGION": "us-east-1",
                   "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
         moto_port = free_port()
-        moto = Proc("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-                    {**os.environ, **s3_env}, work / "moto.log")
-        procs.append(moto)
-        endpoint = f"http://127.0.0.1:{moto_port}"
-        wait_http(endpoint + "/moto-api/")
+        moto = stack.enter_context(running(
+            "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+            {**os.environ, **s3_env}, MAIN, work / "moto.log", moto_port, "/moto-api/"))
+        endpoint = moto.base
         import boto3
 
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
@@ -209,13 +186,12 @@ def main() -> int:
         bases, pids = {}, {}
         for name, (orig, variants) in setups.items():
             port = free_port()
-            proc = Proc(name, [sys.executable, "-m", "imgproxy", "serve", "--port", str(port)],
-                        {**common, "IMGPROXY_ORIGINALS": orig, "IMGPROXY_VARIANTS": variants},
-                        work / f"{name}.log")
-            procs.append(proc)
-            bases[name], pids[name] = f"http://127.0.0.1:{port}", proc.proc.pid
-            wait_http(bases[name] + "/healthz")
-        peaks = Peaks(pids, moto.proc.pid)
+            server = stack.enter_context(running(
+                name, [sys.executable, "-m", "imgproxy", "serve", "--port", str(port)],
+                {**common, "IMGPROXY_ORIGINALS": orig, "IMGPROXY_VARIANTS": variants}, MAIN,
+                work / f"{name}.log", port, "/healthz"))
+            bases[name], pids[name] = server.base, server.pid
+        peaks = Peaks(pids, moto.pid)
         peaks.start()
         served: dict[str, set[str]] = {name: set() for name in bases}
         statuses: collections.Counter[tuple[str, int]] = collections.Counter()
@@ -250,8 +226,7 @@ def main() -> int:
             print(f"  {name:6} {renders(base)} / {len(served[name])}")
         return 1 if bugs else 0
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stack.close()
         if mounted:
             subprocess.run(["umount", "-l", str(store / "v")], capture_output=True, check=False)
             subprocess.run(["umount", "-l", str(store)], check=False)

@@ -13,28 +13,19 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.harness.context import PRESET, Bench
-from bench.harness.paths import BENCH_PRESETS, MAIN
-from bench.harness.quiet import CpuWatch
+from bench.harness.paths import BENCH_PRESETS
 
 
 def run(b: Bench) -> dict:
     """Median ms per photo, one thread: our render vs without colour management (:func:`main`)."""
     files = [str(path) for path in b.inputs.photos]
-    b.quiet()
-    with CpuWatch() as cpu:
-        done = subprocess.run([sys.executable, "-m", "bench.cases.breakdown",
-                               str(b.url_list([json.dumps(files)])), ",".join(b.profile.formats)],
-                              cwd=MAIN, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    out = json.loads(done.stdout)
-    out["foreign_cpu"] = cpu.foreign
+    out = b.apart("bench.cases.breakdown", str(b.url_list([json.dumps(files)])), ",".join(b.profile.formats),
+                  timeout=600)
     print(f"[cost] {out}", file=sys.stderr, flush=True)
     return out
 

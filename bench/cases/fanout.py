@@ -38,15 +38,8 @@ def run(b: Bench) -> dict:
     jpegs = [str(p) for p in (b.inputs.photos if smoke else photo_sources())]
     jpegs = [jpegs[i % len(jpegs)] for i in range(3 if smoke else ORIGINALS)]
     heics = sorted(str(p) for p in TESTIMAGES.glob(HEIC_GLOB) if p.stat().st_size > 100_000)[: 1 if smoke else None]
-    b.quiet()
-    with CpuWatch() as cpu:
-        done = subprocess.run([sys.executable, "-m", "bench.cases.fanout",
-                               str(b.url_list([json.dumps({"jpeg": jpegs, "heic": heics})]))],
-                              cwd=MAIN, capture_output=True, text=True, timeout=1200)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    out = json.loads(done.stdout)
-    out["foreign_cpu"] = cpu.foreign
+    out = b.apart("bench.cases.fanout", str(b.url_list([json.dumps({"jpeg": jpegs, "heic": heics})])),
+                  timeout=1200)
     out["warm"] = _warm(b, jpegs)
     print(f"[fan]  jpeg ×{out['jpeg']['ratio']}, heic ×{out['heic'].get('ratio')}, "
           f"warm {out['warm'].get('originals_per_s')} originals/s", file=sys.stderr, flush=True)

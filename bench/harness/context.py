@@ -14,7 +14,7 @@ from imgproxy import sign_url
 
 from .inputs import Inputs
 from .paths import BENCH_PRESETS, MAIN
-from .quiet import wait_quiet
+from .quiet import CpuWatch, wait_quiet
 from .servers import BENCH_KEY
 
 PRESET = "fit512"
@@ -100,6 +100,16 @@ class Bench:
                "--presets", str(BENCH_PRESETS), "--fmt", fmt, "--concurrency", str(concurrency),
                "--duration", str(duration)]
         return json_run(cmd, duration + 300)
+
+    def apart(self, module: str, *args: str, timeout: float) -> dict:
+        """``python -m module args`` once the machine is quiet: the JSON object it printed,
+        with the foreign CPU share while it ran. A case's measuring half runs this way, in a
+        process of its own."""
+        self.quiet()
+        with CpuWatch() as cpu:
+            out = json_run([sys.executable, "-m", module, *args], timeout)
+        out["foreign_cpu"] = cpu.foreign
+        return out
 
 
 def json_run(cmd: list[str], timeout: float) -> dict:

@@ -39,11 +39,7 @@ def prepare(root: Path, smoke: bool) -> Inputs:
     for i, path in enumerate(sources):
         out = src / f"photo{i:02d}.jpg"
         if not out.exists():
-            # thumbnail() applies EXIF orientation; crop="centre" gives every
-            # photo the same pixel count, so per-image times are comparable.
-            image = pyvips.Image.thumbnail(str(path), size[0], height=size[1], size="both",
-                                           crop="centre")
-            image.jpegsave(str(out), Q=90, keep="none")
+            make_photo(path, out, size)
         photos.append(out)
     large = src / "large.jpg"
     if not large.exists():
@@ -52,6 +48,15 @@ def prepare(root: Path, smoke: bool) -> Inputs:
         else:
             link_or_copy(LARGE, large)
     return Inputs(root=root, photos=photos, large=large)
+
+
+def make_photo(source: Path, out: Path, size: tuple[int, int] = PHOTO_SIZE) -> None:
+    """``source`` cropped to ``size`` as a JPEG q90. thumbnail() applies EXIF orientation;
+    crop="centre" gives every photo the same pixel count, so per-image times are comparable."""
+    import pyvips
+
+    image = pyvips.Image.thumbnail(str(source), size[0], height=size[1], size="both", crop="centre")
+    image.jpegsave(str(out), Q=90, keep="none")
 
 
 def photo_sources() -> list[Path]:

@@ -72,7 +72,7 @@ def ours(originals: Path, variants: Path, presets: Path, log: Path, workers: int
     port = free_port()
     cmd = [sys.executable, "-m", "imgproxy", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers)]
-    with _running("ours", cmd, env, MAIN, log, port, "/healthz") as server:
+    with running("ours", cmd, env, MAIN, log, port, "/healthz") as server:
         yield server
 
 
@@ -118,7 +118,7 @@ def thumbor(originals: Path, workdir: Path, log: Path, processes: int,
             port = free_port()
             cmd = [str(THUMBOR_VENV / "bin" / "thumbor"), "-c", str(conf), "-i", "127.0.0.1",
                    "-p", str(port), "-l", "warning", "--processes", "1"]
-            instances.append(stack.enter_context(_running(
+            instances.append(stack.enter_context(running(
                 name, cmd, dict(os.environ), workdir, log.with_suffix(f".{i}.log"), port,
                 "/healthcheck")))
         first = instances[0]
@@ -164,13 +164,15 @@ def nginx(root: Path, workdir: Path, log: Path, workers: int) -> Iterator[Server
     conf.write_text(NGINX_CONF.format(user=user, workers=workers, dir=workdir.resolve(), port=port,
                                       root=root.resolve()))
     cmd = ["nginx", "-c", str(conf), "-p", str(workdir.resolve()), "-e", str(workdir / "error.log")]
-    with _running("nginx", cmd, dict(os.environ), workdir, log, port, None) as server:
+    with running("nginx", cmd, dict(os.environ), workdir, log, port, None) as server:
         yield server
 
 
 @contextlib.contextmanager
-def _running(name: str, cmd: list[str], env: dict[str, str], cwd: Path, log: Path, port: int,
-             health: str | None) -> Iterator[Server]:
+def running(name: str, cmd: list[str], env: dict[str, str], cwd: Path, log: Path, port: int,
+            health: str | None) -> Iterator[Server]:
+    """``cmd`` in a session of its own, output to ``log``, once ``health`` answers 200 on ``port``
+    (or the port accepts, without ``health``); its whole process group is stopped on exit."""
     log = log.resolve()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:

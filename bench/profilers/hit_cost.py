@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness.inputs import PHOTO_SIZE, photo_sources
+from bench.harness.inputs import cold_files, make_photo, photo_sources
 from bench.harness.paths import BENCH_PRESETS
 
 KEY = "hit-cost-key-0123456789abcdef0123456789"
@@ -34,18 +34,12 @@ KEY = "hit-cost-key-0123456789abcdef0123456789"
 
 def _originals(root: Path, count: int) -> list[str]:
     """``count`` ids over four ~2 MP photos, as the hit bench's (bench/harness/inputs.py)."""
-    import pyvips
-
     root.mkdir(parents=True, exist_ok=True)
     photos = []
     for i, path in enumerate(photo_sources()[:4]):
-        out = root / f"photo{i}.jpg"
-        pyvips.Image.thumbnail(str(path), PHOTO_SIZE[0], height=PHOTO_SIZE[1], size="both",
-                               crop="centre").jpegsave(str(out), Q=90, keep="none")
-        photos.append(out)
-    for i in range(count):
-        os.link(photos[i % len(photos)], root / f"h{i:02d}.jpg")
-    return [f"h{i:02d}" for i in range(count)]
+        photos.append(root / f"photo{i}.jpg")
+        make_photo(path, photos[-1])
+    return [f"h/{path.stem}" for path in cold_files(root / "h", photos, count)]
 
 
 def _scope(path: str) -> dict[str, Any]:

@@ -24,19 +24,12 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness.inputs import PHOTO_SIZE
+from bench.harness.inputs import PHOTO_SIZE, make_photo
 from bench.harness.paths import CONFIG_PRESETS, LARGE
 from bench.harness.servers import BENCH_KEY, ours
 from imgproxy import sign_url
 
 PRESET, FORMAT = "web", "webp"  # 1200 x 1200 box in config/presets.toml
-
-
-def make_photo(path: Path) -> None:
-    import pyvips
-
-    image = pyvips.Image.thumbnail(str(LARGE), PHOTO_SIZE[0], height=PHOTO_SIZE[1], crop="centre")
-    image.jpegsave(str(path), Q=90, keep="none")
 
 
 async def hammer(base: str, ids: list[str], concurrency: int) -> tuple[float, list[int]]:
@@ -85,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="imgproxy-isolation-") as tmp:
         work = Path(tmp)
         photo = work / "photo.jpg"
-        make_photo(photo)
+        make_photo(LARGE, photo)
         for round_ in range(args.rounds):
             order = ("thread", "process") if round_ % 2 == 0 else ("process", "thread")
             for mode in order:
