@@ -21,7 +21,6 @@ import sys
 import time
 
 from bench.harness.context import Bench
-from bench.harness.paths import CONFIG_PRESETS
 from bench.harness.stats import at_ssim
 from bench.harness.workload import WorkClass, classes
 
@@ -52,7 +51,6 @@ def run(b: Bench) -> dict:
 
 
 def _one(cls: WorkClass, smoke: bool) -> dict:
-    from imgproxy.presets import load_presets
     from imgproxy.render import Limits
     from imgproxy.render.autoquality import luma, luma_of, ssim
     from imgproxy.render.encode import encode_at
@@ -61,7 +59,7 @@ def _one(cls: WorkClass, smoke: bool) -> dict:
     from imgproxy.render.source import probe
     from imgproxy.render.steps import PIPELINE, load
 
-    preset = load_presets(str(CONFIG_PRESETS))[cls.preset]
+    preset = cls.load_preset()
     header, source = probe(Source(path=str(cls.sources[0])), Limits())
     plan = make_plan(header, preset, "avif", Limits())  # one frame, alpha kept
     image = load(source, header, plan)

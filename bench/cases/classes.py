@@ -42,13 +42,12 @@ FORMATS = ("webp", "avif", "jpg")
 def spec_for(cls: WorkClass, fmt: str, source: Path) -> dict:
     """What one render of ``cls`` does, for bare pyvips: from our preset and formats.py."""
     from imgproxy.formats import OUTPUTS, PLUGINS
-    from imgproxy.presets import load_presets
     from imgproxy.render import Limits
     from imgproxy.render.jobs import Source
     from imgproxy.render.plan import make_plan
     from imgproxy.render.source import probe
 
-    preset = load_presets(str(CONFIG_PRESETS))[cls.preset]
+    preset = cls.load_preset()
     header, _ = probe(Source(path=str(source)), Limits())
     plan = make_plan(header, preset, fmt, Limits())
     output = OUTPUTS[fmt]
@@ -148,7 +147,7 @@ def _bare(b: Bench, cls: WorkClass, fmt: str, c: int, duration: float, attempt: 
 
 def _served(b: Bench, cls: WorkClass, fmt: str, c: int, duration: float, attempt: int,
             server: servers.Server, target: str) -> dict:
-    preset = _preset(cls.preset)
+    preset = cls.load_preset()
     tag = f"cls/{cls.name}-{fmt}-{target}-a{attempt}"
     files = cold_files(b.inputs.root / tag, cls.sources, _count(b, duration) + 2)
     ids = [str(f.relative_to(b.inputs.root)) for f in files]
@@ -167,12 +166,6 @@ def _served(b: Bench, cls: WorkClass, fmt: str, c: int, duration: float, attempt
     if target == "ours" and set(r.get("tiers", {})) - {"render"}:
         b.notes.append(f"class {cls.name} {fmt}: ours answered some requests from {r['tiers']}")
     return r
-
-
-def _preset(name: str):  # type: ignore[no-untyped-def]
-    from imgproxy.presets import load_presets
-
-    return load_presets(str(CONFIG_PRESETS))[name]
 
 
 def _fetch_sample(server: servers.Server, path: str) -> dict:

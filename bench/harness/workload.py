@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .context import Bench
-from .paths import TESTIMAGES
+from .paths import CONFIG_PRESETS, TESTIMAGES
 from .synthetic import SYNTHETIC
 
 HEIC = TESTIMAGES / "heic" / "mei__exif-at-eof.heic"  # iPhone 11 Pro, 3024x4032, Display P3
@@ -21,6 +21,12 @@ class WorkClass:
     preset: str  # in config/presets.toml
     sources: tuple[Path, ...]
     thumbor_reads: bool = True
+
+    def load_preset(self):  # type: ignore[no-untyped-def]
+        """Its ``imgproxy.presets.Preset``, read from config/presets.toml."""
+        from imgproxy.presets import load_presets
+
+        return load_presets(str(CONFIG_PRESETS))[self.preset]
 
 
 #: Smoke runs: small files down the same decoder paths (HEVC HEIC, animated GIF).
