@@ -1,1 +1,1 @@
-"""Benchmark harness: ``python -m bench`` (see docs/BENCHMARKS.md)."""
+"""Benchmarks: ``python -m bench`` (docs/BENCHMARKS.md); the layout is drawn in docs/ARCHITECTURE.md."""

@@ -1,5 +1,11 @@
 """``python -m bench``: run every case, write docs/BENCHMARKS.md and bench/results/latest.json.
 
+The one place that wires the layers: the cases (bench/cases/, each on the
+harness in bench/harness/) measure, and the report (bench/report/) writes the
+page from the results file. ``--cases encoding --update --long`` runs the
+encoding section alone with its full sweep and merges it into the existing
+results.
+
 ``--smoke`` runs the same path on tiny inputs in seconds and writes into
 ``--out`` (a temp dir by default), never into docs/. A case that breaks is
 recorded in the notes and the rest still run; the exit code is then 1.
@@ -12,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,12 +27,14 @@ from pathlib import Path
 
 from imgproxy.config import Settings
 
-from . import avif, classes, encoding, extras, fanout, hits, miss, pool, ratios, report, tools
-from .context import FULL, SMOKE, Bench, Profile
-from .inputs import PHOTO_SIZE, prepare
-from .servers import MAIN
+from .cases import avif, breakdown, classes, encoding, extras, fanout, hits, miss, pool
+from .harness import tools
+from .harness.context import FULL, SMOKE, Bench, Profile
+from .harness.inputs import PHOTO_SIZE, prepare
+from .harness.paths import MAIN, RESULTS
+from .report import ratios, write_docs
 
-CASES = {"miss": miss.run, "breakdown": extras.breakdown, "hit": hits.run, "memory": extras.memory, "warm": extras.warm,
+CASES = {"miss": miss.run, "breakdown": breakdown.run, "hit": hits.run, "memory": extras.memory, "warm": extras.warm,
          "isolation": extras.isolation, "fanout": fanout.run, "formats": extras.formats, "encoding": encoding.run,
          "classes": classes.run, "avif": avif.run, "pool": pool.run}
 
@@ -55,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="bench-out-"))
                                            if args.smoke else None)
     docs = out or MAIN / "docs"
-    latest = out / "latest.json" if out else MAIN / "bench" / "results" / "latest.json"
+    latest = out / "latest.json" if out else RESULTS
     if args.report_only:
-        _write_docs(json.loads(latest.read_text()), latest, docs)
+        write_docs(json.loads(latest.read_text()), latest, docs)
         return 0
     scratch_parent = None if args.smoke else MAIN / "bench" / "work"
     if scratch_parent:
@@ -124,7 +131,7 @@ def _run(args: argparse.Namespace, profile: Profile, work: Path, docs: Path, lat
 
     latest.parent.mkdir(parents=True, exist_ok=True)
     latest.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    _write_docs(results, latest, docs)
+    write_docs(results, latest, docs)
     print(f"bench: wrote {latest} and {docs / 'BENCHMARKS.md'} in {results['elapsed_s']:.0f} s",
           file=sys.stderr)
     return 1 if failed else 0
@@ -136,27 +143,6 @@ def _code_digest() -> str:
     for path in sorted((MAIN / "imgproxy").rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def _write_docs(results: dict, latest: Path, docs: Path) -> None:
-    docs.mkdir(parents=True, exist_ok=True)
-    plots = _plots(latest, docs)
-    (docs / "BENCHMARKS.md").write_text(report.render(results, plots))
-
-
-def _plots(latest: Path, docs: Path) -> list[str]:
-    python = tools.plot_python()
-    if python is None:
-        print("bench: no Python with matplotlib; plots skipped", file=sys.stderr)
-        return []
-    script = Path(__file__).with_name("plot.py")
-    done = subprocess.run([python, str(script), str(latest), str(docs)], capture_output=True,
-                          text=True, timeout=120)
-    if done.returncode != 0:
-        print(f"bench: plotting failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-        return []
-    return [name for name in ("bench-miss.png", "bench-hit.png") if (docs / name).exists()] + sorted(
-        path.name for path in docs.glob("bench-class-*.png"))
 
 
 if __name__ == "__main__":

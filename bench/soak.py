@@ -34,9 +34,11 @@ import httpx
 
 from imgproxy import sign_url
 
-from .servers import BENCH_KEY, MAIN, free_port
+from .harness.memory import rss
+from .harness.paths import CONFIG_PRESETS, MAIN, TESTIMAGES
+from .harness.procs import children
+from .harness.servers import BENCH_KEY, Server, free_port, running
 
-CORPUS = MAIN.parent / "shared" / "testimages"
 PRESETS = ("thumbnail", "web", "small", "thumb-square")
 FORMATS = ("webp", "jpg", "avif", "png")
 
@@ -44,9 +46,9 @@ FORMATS = ("webp", "jpg", "avif", "png")
 def originals(root: Path) -> list[str]:
     """Copy the corpus into ``root``; the ids, hostile ones included."""
     ids = []
-    for path in sorted(CORPUS.rglob("*")):
+    for path in sorted(TESTIMAGES.rglob("*")):
         hostile = path.parent.name in ("bomb", "corrupt", "svg")
-        if not path.is_file() or path.parent == CORPUS or (not hostile and path.stat().st_size > 4 << 20):
+        if not path.is_file() or path.parent == TESTIMAGES or (not hostile and path.stat().st_size > 4 << 20):
             continue
         id = f"{path.parent.name}/{re.sub(r'[^A-Za-z0-9._-]', '_', path.name)}"
         (root / id).parent.mkdir(parents=True, exist_ok=True)
@@ -61,45 +63,6 @@ def originals(root: Path) -> list[str]:
     return [*ids, "gen/tall.png", "gen/use.svg"]
 
 
-class Proc:
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(cmd, env=env, cwd=MAIN, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready")
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(stat.parent.name))
-    return out
-
-
-def rss(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 class Peaks(threading.Thread):
     """Peak RSS of each server process, of its largest render worker, and of moto."""
 
@@ -111,11 +74,13 @@ class Peaks(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.25):
-            self.peak["moto"] = max(self.peak["moto"], rss(self.moto))
+            self.peak["moto"] = max(self.peak["moto"], rss(self.moto) or 0)
+            by_parent = children()
             for name, pid in self.servers.items():
-                self.peak[f"{name} server"] = max(self.peak[f"{name} server"], rss(pid))
-                for child in children(pid):
-                    self.peak[f"{name} worker (largest)"] = max(self.peak[f"{name} worker (largest)"], rss(child))
+                self.peak[f"{name} server"] = max(self.peak[f"{name} server"], rss(pid) or 0)
+                for child in by_parent.get(pid, ()):
+                    self.peak[f"{name} worker (largest)"] = max(self.peak[f"{name} worker (largest)"],
+                                                                 rss(child) or 0)
 
 
 async def traffic(bases: dict[str, str], ids: list[str], seconds: float, clients: int,
@@ -146,7 +111,7 @@ async def traffic(bases: dict[str, str], ids: list[str], seconds: float, clients
         await asyncio.gather(*(client(http) for _ in range(clients)))
 
 
-def chaos(servers: dict[str, int], moto: Proc, store: Path, seconds: float, log: list[str]) -> None:
+def chaos(servers: dict[str, int], moto: Server, store: Path, seconds: float, log: list[str]) -> None:
     rng = random.Random(7)
     started = time.monotonic()
     read_only = False
@@ -162,16 +127,16 @@ def chaos(servers: dict[str, int], moto: Proc, store: Path, seconds: float, log:
                        + ("" if done.returncode == 0 else f" FAILED: {done.stderr.decode().strip()}"))
         if rng.random() < 0.6:
             name = rng.choice(list(servers))
-            workers = children(servers[name])
+            workers = children().get(servers[name], [])
             if workers:
                 victim = rng.choice(workers)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(victim, signal.SIGKILL)
                 log.append(f"{elapsed:5.0f}s SIGKILL {name} render worker {victim}")
         else:
-            os.kill(moto.proc.pid, signal.SIGSTOP)
+            os.kill(moto.pid, signal.SIGSTOP)
             time.sleep(3)
-            os.kill(moto.proc.pid, signal.SIGCONT)
+            os.kill(moto.pid, signal.SIGCONT)
             log.append(f"{elapsed:5.0f}s S3 paused 3 s (SIGSTOP/SIGCONT moto)")
 
 
@@ -194,16 +159,15 @@ def main() -> int:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(store)],
                              capture_output=True).returncode == 0
     (store / "v").mkdir()
-    procs: list[Proc] = []
+    stack = contextlib.ExitStack()
     try:
         s3_env = {"AWS_ACCESS_KEY_ID": "soak", "AWS_SECRET_ACCESS_KEY": "soak", "AWS_DEFAULT_REGION": "us-east-1",
                   "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
         moto_port = free_port()
-        moto = Proc("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-                    {**os.environ, **s3_env}, work / "moto.log")
-        procs.append(moto)
-        endpoint = f"http://127.0.0.1:{moto_port}"
-        wait_http(endpoint + "/moto-api/")
+        moto = stack.enter_context(running(
+            "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+            {**os.environ, **s3_env}, MAIN, work / "moto.log", moto_port, "/moto-api/"))
+        endpoint = moto.base
         import boto3
 
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
@@ -212,7 +176,7 @@ def main() -> int:
         for id in ids:
             s3.put_object(Bucket="soak", Key=f"o/{id}", Body=(work / "originals" / id).read_bytes())
         common = {**os.environ, **s3_env, "IMGPROXY_KEYS": BENCH_KEY, "IMGPROXY_LOG_LEVEL": "warning",
-                  "IMGPROXY_PRESETS": str(MAIN / "config" / "presets.toml"), "IMGPROXY_RENDER_THREADS": "2",
+                  "IMGPROXY_PRESETS": str(CONFIG_PRESETS), "IMGPROXY_RENDER_THREADS": "2",
                   "IMGPROXY_RENDER_TIMEOUT": "10", "IMGPROXY_DOWNLOAD_TIMEOUT": "10",
                   "IMGPROXY_S3_TIMEOUT": "2", "IMGPROXY_S3_MAX_ATTEMPTS": "2", "IMGPROXY_S3_LEASE_SECONDS": "25",
                   "IMGPROXY_S3_ENDPOINT_URL": endpoint, "IMGPROXY_DEV_KEY_FILE": str(work / "dev-key")}
@@ -222,13 +186,12 @@ def main() -> int:
         bases, pids = {}, {}
         for name, (orig, variants) in setups.items():
             port = free_port()
-            proc = Proc(name, [sys.executable, "-m", "imgproxy", "serve", "--port", str(port)],
-                        {**common, "IMGPROXY_ORIGINALS": orig, "IMGPROXY_VARIANTS": variants},
-                        work / f"{name}.log")
-            procs.append(proc)
-            bases[name], pids[name] = f"http://127.0.0.1:{port}", proc.proc.pid
-            wait_http(bases[name] + "/healthz")
-        peaks = Peaks(pids, moto.proc.pid)
+            server = stack.enter_context(running(
+                name, [sys.executable, "-m", "imgproxy", "serve", "--port", str(port)],
+                {**common, "IMGPROXY_ORIGINALS": orig, "IMGPROXY_VARIANTS": variants}, MAIN,
+                work / f"{name}.log", port, "/healthz"))
+            bases[name], pids[name] = server.base, server.pid
+        peaks = Peaks(pids, moto.pid)
         peaks.start()
         served: dict[str, set[str]] = {name: set() for name in bases}
         statuses: collections.Counter[tuple[str, int]] = collections.Counter()
@@ -263,8 +226,7 @@ def main() -> int:
             print(f"  {name:6} {renders(base)} / {len(served[name])}")
         return 1 if bugs else 0
     finally:
-        for proc in reversed(procs):
-            proc.stop()
+        stack.close()
         if mounted:
             subprocess.run(["umount", "-l", str(store / "v")], capture_output=True, check=False)
             subprocess.run(["umount", "-l", str(store)], check=False)

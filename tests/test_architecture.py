@@ -1,4 +1,4 @@
-"""The layer rule of docs/ARCHITECTURE.md, checked on every import in imgproxy/."""
+"""The layer rule of docs/ARCHITECTURE.md, checked on every import in imgproxy/ and in bench/."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _part(path: Path) -> str:
 def _imports(path: Path) -> list[tuple[str, int]]:
     """(absolute module name, line) of every import in ``path``."""
     tree = ast.parse(path.read_text())
-    here = ["imgproxy", *path.relative_to(PACKAGE).with_suffix("").parts]
+    here = list(path.relative_to(ROOT).with_suffix("").parts)  # imgproxy/... or bench/...
     if here[-1] == "__init__":
         here = here[:-1]
     package = here if path.name == "__init__.py" else here[:-1]
@@ -79,3 +79,87 @@ def test_the_server_does_not_load_libvips():
     code = "import sys, imgproxy.app, imgproxy.cli; print('pyvips' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- bench/ ------------------------------------------------------------------
+
+BENCH = ROOT / "bench"
+#: Part of bench/ -> layer; a part may import a lower layer. Cases and profilers import no
+#: sibling (a case imports only the harness); the harness and the report may import their own.
+BENCH_LAYERS = {"__init__": 0, "harness": 1, "cases": 2, "report": 2, "profilers": 2, "__main__": 3, "soak": 3}
+BENCH_SIBLINGS_ALLOWED = {"harness", "report"}
+
+
+def _bench_modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+            for p in BENCH.rglob("*.py") if not {".venv-thumbor", "work", ".sharp"} & set(p.relative_to(BENCH).parts)}
+
+
+def _bench_part(module: str) -> str:
+    pieces = module.split(".")
+    return pieces[1] if len(pieces) > 1 else "__init__"
+
+
+def _bench_graph() -> dict[str, dict[str, int]]:
+    """bench module -> {bench module it imports: line}; a name resolves to its longest module prefix."""
+    modules = _bench_modules()
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in modules.items():
+        edges = graph.setdefault(module, {})
+        for name, line in _imports(path):
+            pieces = name.split(".")
+            target = next((".".join(pieces[:n]) for n in range(len(pieces), 0, -1)
+                           if ".".join(pieces[:n]) in modules), None)
+            if target and target != module and pieces[0] == "bench":
+                edges.setdefault(target, line)
+    return graph
+
+
+def test_every_bench_module_has_a_layer():
+    parts = {_bench_part(m) for m in _bench_modules()}
+    assert parts <= set(BENCH_LAYERS), parts - set(BENCH_LAYERS)
+
+
+def test_bench_imports_only_go_down():
+    """The harness imports no case, report or profiler; a case imports no other case; the report
+    imports no case; only ``python -m bench`` (and ``bench.soak``) wire cases and report."""
+    wrong = []
+    for module, edges in _bench_graph().items():
+        mine = _bench_part(module)
+        for target, line in edges.items():
+            theirs = _bench_part(target)
+            same_ok = theirs == mine and (mine in BENCH_SIBLINGS_ALLOWED or target == f"bench.{mine}")
+            if not same_ok and BENCH_LAYERS[theirs] >= BENCH_LAYERS[mine]:
+                wrong.append(f"{module}:{line} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_bench_has_no_import_cycle():
+    graph = _bench_graph()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return [*path[path.index(module):], module]
+        if module in done:
+            return None
+        for target in graph.get(module, {}):
+            cycle = visit(target, [*path, module])
+            if cycle:
+                return cycle
+        done.add(module)
+        return None
+
+    for module in graph:
+        cycle = visit(module, [])
+        assert cycle is None, " -> ".join(cycle)
+
+
+def test_bench_imports_no_private_name_from_another_module():
+    wrong = []
+    for path in _bench_modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                wrong += [f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name} from {node.module}"
+                          for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not wrong, "\n".join(wrong)

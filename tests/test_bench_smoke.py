@@ -47,7 +47,7 @@ def test_bench_smoke_writes_results(tmp_path: Path) -> None:
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in results["pool"]["configs"].values())
     cases = {row["case"] for row in results["ratios"]["targets"]}
     assert "miss webp: ours ÷ bare pyvips" in cases
-    # Workload classes (bench/classes.py): bare and ours render every class; thumbor cannot read HEIC.
+    # Workload classes (bench/cases/classes.py): bare and ours render every class; thumbor cannot read HEIC.
     for name in ("camera22", "heic12", "ai-dalle", "ai-sd", "thumb2mp", "gif"):
         for fmt in ("webp", "jpg"):
             for target in ("bare", "ours"):

@@ -20,7 +20,7 @@ quality:
    and then the ladder's top is encoded without a check.
 
 So a variant costs four small encodes and one to three full ones, and every
-checked output reaches the target. ``bench/encoding.py`` measures the cost
+checked output reaches the target. ``bench/cases/encoding.py`` measures the cost
 against one fixed-quality encode and the bytes saved. Images smaller than
 the SSIM window (11 px) get the ladder's top.
 """

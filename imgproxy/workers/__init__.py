@@ -39,7 +39,7 @@ file by its path, an original fetched from S3 or HTTP by its spool file
 (:mod:`imgproxy.stores.spool`), other bytes as a file in ``/dev/shm`` (shared
 memory) that is unlinked when the render ends.
 
-``process`` is the default. ``bench/isolation.py`` (40 renders of a 2 MP JPEG
+``process`` is the default. ``bench/profilers/isolation.py`` (40 renders of a 2 MP JPEG
 to 1200px WebP through a real server, 2 at a time, modes alternating) could
 not tell the two apart on our shared 2-core machine: per-run ratios
 process/thread of 0.93 to 1.19 under a load average of 5, 0.99 for the

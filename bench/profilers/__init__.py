@@ -1,0 +1,1 @@
+"""One-off measuring tools (``python -m bench.profilers.NAME``), on the harness only."""
