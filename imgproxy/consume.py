@@ -33,9 +33,9 @@ import time
 
 from .config import Settings, load_settings
 from .errors import ImgproxyError
-from .fanout import fan_out, targets_of
+from .fanout import targets_of, transient
 from .metrics import QUEUE_IGNORED, QUEUE_JOBS, QUEUE_VARIANTS
-from .queue import BadMessage, Message, SqsQueue, is_poison, parse
+from .queue import BadMessage, Message, SqsQueue, parse
 from .services import Services, open_services
 from .stores.keyspace import key_space
 
@@ -163,9 +163,9 @@ class Consumer:
             try:
                 targets = targets_of(self.services.presets, job.presets, job.formats)
                 log.info("rendering %s: %d variants (receive %d)", job.id, len(targets), message.receives)
-                result = await fan_out(self.services.variants, job.id, targets)
+                result = await self.services.variants.fan_out(job.id, targets)
             except ImgproxyError as exc:
-                if not is_poison(exc):
+                if transient(exc):
                     log.warning("job %s failed (%s %s), left for redelivery (receive %d)", job.id, exc.status,
                                 exc.detail, message.receives)
                     return "retried"

@@ -32,7 +32,7 @@ import httpx
 
 from .config import Settings, load_settings
 from .errors import ImgproxyError, Unsupported
-from .fanout import Target, fan_out, targets_of, transient
+from .fanout import Target, targets_of, transient
 from .progress import Tally, print_summary, shown
 from .queue import Job, SqsQueue
 from .services import Services, open_services
@@ -160,7 +160,7 @@ async def warm_one(services: Services, id: str, targets: Sequence[Target], tally
     for attempt in range(ATTEMPTS):
         whole = None
         try:
-            result = await fan_out(services.variants, id, targets)
+            result = await services.variants.fan_out(id, targets)
         except ImgproxyError as exc:
             whole = exc
             failed = {id: exc}
