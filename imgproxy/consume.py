@@ -1,7 +1,7 @@
 """``imgproxy consume QUEUE_URL``: render the fan-out jobs of an SQS queue, on any number of machines.
 
 Each message (:mod:`imgproxy.queue`: a job, or an S3 ``ObjectCreated`` event)
-becomes fan-out jobs (:mod:`imgproxy.fanout`), so every variant is rendered
+becomes fan-out jobs (:meth:`VariantService.fan_out`), so every variant is rendered
 exactly once however many consumers, warm-ups and servers share the stores.
 
     received ──not a job──────────────> poison: logged, counted, deleted

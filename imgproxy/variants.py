@@ -245,8 +245,8 @@ class VariantService:
                 out.skipped += list(stored)  # rendered elsewhere while we waited
                 held = {key: by_key[key] for key in sorted(missing) if key not in stored}
                 if held:
-                    async with self._original(id, original) as source:
-                        await self._fan(source, held, out)
+                    async with self._original(id, original) as found:
+                        await self._fan(found, held, out)
         return out
 
     async def _missing(self, keys: list[str]) -> list[str]:
@@ -257,7 +257,8 @@ class VariantService:
     async def _fan(self, original: Original, held: dict[str, Target], out: FanOut) -> None:
         """Render what we hold leases for in one job (once more alone, on a fan-out
         timeout), and put each result."""
-        todo, out.failed = self._unfailed(original, list(held))
+        todo, failed = self._unfailed(original, list(held))
+        out.failed.update(failed)
         targets = {key: held[key] for key in todo}
         fanned = await self._remembering(original, todo, self._fanned(original, targets))
         for (key, (preset, fmt)), result in zip(targets.items(), fanned.results):

@@ -5,8 +5,8 @@ and one set of targets (``--presets`` x ``--formats``, default
 ``IMGPROXY_WARM_PRESETS`` x ``IMGPROXY_WARM_FORMATS``):
 
 - default: render here, straight into the variant store, one fan-out job per
-  original (:mod:`imgproxy.fanout`: one decode, every missing variant, each
-  under the same lease live requests take). No server needed; safe beside
+  original (:meth:`VariantService.fan_out`: one decode, every missing variant,
+  each under the same lease live requests take). No server needed; safe beside
   servers, other warm-ups and consumers. Existing variants are skipped, so a
   re-run resumes.
 - ``--via URL``: signed requests through a server or CDN, one per variant.
