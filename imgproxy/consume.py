@@ -1,7 +1,7 @@
 """``imgproxy consume QUEUE_URL``: render the fan-out jobs of an SQS queue, on any number of machines.
 
 Each message (:mod:`imgproxy.queue`: a job, or an S3 ``ObjectCreated`` event)
-becomes fan-out jobs (:mod:`imgproxy.fanout`), so every variant is rendered
+becomes fan-out jobs (:meth:`VariantService.fan_out`), so every variant is rendered
 exactly once however many consumers, warm-ups and servers share the stores.
 
     received ──not a job──────────────> poison: logged, counted, deleted
@@ -33,9 +33,9 @@ import time
 
 from .config import Settings, load_settings
 from .errors import ImgproxyError
-from .fanout import fan_out, targets_of
+from .fanout import targets_of, transient
 from .metrics import QUEUE_IGNORED, QUEUE_JOBS, QUEUE_VARIANTS
-from .queue import BadMessage, Message, SqsQueue, is_poison, parse
+from .queue import BadMessage, Message, SqsQueue, parse
 from .services import Services, open_services
 from .stores.keyspace import key_space
 
@@ -163,9 +163,9 @@ class Consumer:
             try:
                 targets = targets_of(self.services.presets, job.presets, job.formats)
                 log.info("rendering %s: %d variants (receive %d)", job.id, len(targets), message.receives)
-                result = await fan_out(self.services.variants, job.id, targets)
+                result = await self.services.variants.fan_out(job.id, targets)
             except ImgproxyError as exc:
-                if not is_poison(exc):
+                if transient(exc):
                     log.warning("job %s failed (%s %s), left for redelivery (receive %d)", job.id, exc.status,
                                 exc.detail, message.receives)
                     return "retried"

@@ -5,7 +5,8 @@
            └─ the id is new ─────────── store exclusively ──> 201 created
               holds these bytes ──────── nothing to do ─────> 200 unchanged
               holds other bytes ──────── 409, or with replace: a new version id, 201
-                └─ eager renders: one fan-out job (one decode), awaited or in the background
+                └─ eager renders: one fan-out job (one decode) from the upload's own
+                   spool file (the store is not read back), awaited or in the background
 
 The HTTP endpoint (:mod:`imgproxy.web.ingest`) and ``imgproxy put`` both call
 :meth:`Ingest.put`, so an upload is checked the same way whichever door it
@@ -29,7 +30,7 @@ import hashlib
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -37,7 +38,7 @@ from typing import Any, cast
 import anyio
 
 from .errors import BadRequest, Conflict, ImgproxyError, MethodNotAllowed, NotFound, TooLarge, Unsupported
-from .fanout import FanOut, Target, fan_out, targets_of
+from .fanout import FanOut, Target, targets_of
 from .render import Probed, ProbeJob, Source
 from .render.sniff import HEAD, sniff
 from .services import Services, limits
@@ -120,10 +121,11 @@ class Stored:
     id: str
     key: str
     status: str  # created, unchanged (these bytes were there already), replaced
+    etag: str | None = None  # what the store answered for our write, where it does
 
 
 class Ingest:
-    """Uploads into the originals store, with eager renders through :func:`fan_out`."""
+    """Uploads into the originals store, with eager renders through :meth:`VariantService.fan_out`."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -148,18 +150,19 @@ class Ingest:
         """Validate, store and render one upload; the HTTP status and the JSON body."""
         check_id(id)
         targets = self.targets(render)
-        async with spooled(self.spool, chunks, self.settings.max_source_bytes, declared,
-                           allowed=self.settings.input_formats) as upload:
+        async with AsyncExitStack() as held:  # the spool file, until the renders are done or handed off
+            upload = await held.enter_async_context(spooled(self.spool, chunks, self.settings.max_source_bytes,
+                                                            declared, allowed=self.settings.input_formats))
             info = await self.probe(upload)
             stored = await self.store(id, upload, replace)
-        body: dict[str, Any] = {
-            "id": stored.id, "status": stored.status, "key": stored.key, "bytes": upload.size,
-            "width": info["width"], "height": info["height"], "frames": info["frames"],
-            "format": upload.kind, "sha256": upload.sha256,
-        }
-        if stored.id != id:
-            body["replaces"] = id
-        body["render"] = await self.render(stored.id, targets, wait)
+            body: dict[str, Any] = {
+                "id": stored.id, "status": stored.status, "key": stored.key, "bytes": upload.size,
+                "width": info["width"], "height": info["height"], "frames": info["frames"],
+                "format": upload.kind, "sha256": upload.sha256,
+            }
+            if stored.id != id:
+                body["replaces"] = id
+            body["render"] = await self.render(stored, upload, targets, wait, held)
         body["urls"] = self.urls(stored.id, base_url)
         return (200 if stored.status == "unchanged" else 201), body
 
@@ -202,13 +205,13 @@ class Ingest:
         """Exclusively under the key ``<id>``, the first key an id resolves to: of two
         racing uploads one is stored, the other compared with it."""
         try:
-            await self.files.write(id, _read(upload.path), upload.size, sha256=upload.sha256, exclusive=True)
+            etag = await self.files.write(id, _read(upload.path), upload.size, sha256=upload.sha256, exclusive=True)
         except Conflict:
             if await self._same(id, upload):
                 return Stored(id, id, "unchanged")
             raise Conflict(f"{id} holds other bytes") from None
         log.info("stored %s (%d bytes, %s, sha256 %s)", id, upload.size, upload.kind, upload.sha256)
-        return Stored(id, id, status)
+        return Stored(id, id, status, etag)
 
     async def _same(self, key: str, upload: Spooled) -> bool:
         stat = await self.files.stat(key)
@@ -221,35 +224,44 @@ class Ingest:
             digest.update(chunk)
         return digest.hexdigest() == upload.sha256
 
-    async def render(self, id: str, targets: Sequence[Target], wait: bool) -> dict[str, Any]:
+    async def render(self, stored: Stored, upload: Spooled, targets: Sequence[Target], wait: bool,
+                     held: AsyncExitStack) -> dict[str, Any]:
+        """The eager renders; in the background, ``held`` (the spool file) goes with them."""
         presets = list(dict.fromkeys(preset.name for preset, _ in targets))
         formats = list(dict.fromkeys(fmt for _, fmt in targets))
         out: dict[str, Any] = {"presets": presets, "formats": formats}
         if not targets:
             return {**out, "state": "none"}
         if not wait:
-            task = asyncio.create_task(self._background(id, targets))
+            task = asyncio.create_task(self._background(stored, upload, targets, held.pop_all()))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             return {**out, "state": "queued"}
         try:
-            done = await fan_out(self.services.variants, id, targets)
+            done = await self._fan_out(stored, upload, targets)
         except ImgproxyError as exc:
             return {**out, "state": "failed", "error": exc.error, "detail": exc.detail}
         return {**out, "state": "done", "rendered": len(done.rendered), "skipped": len(done.skipped),
                 "failed": {key: exc.error for key, exc in done.failed.items()}}
 
-    async def _background(self, id: str, targets: Sequence[Target]) -> FanOut | None:
-        try:
-            done = await fan_out(self.services.variants, id, targets)
-        except ImgproxyError as exc:
-            log.warning("eager renders of %s failed: %s", id, exc.detail)
-            return None
-        except Exception:
-            log.exception("eager renders of %s failed (category: bug)", id)
-            return None
+    async def _fan_out(self, stored: Stored, upload: Spooled, targets: Sequence[Target]) -> FanOut:
+        """One fan-out from the upload's own bytes: the store is not read back."""
+        original = await self.files.written(stored.key, Source(path=str(upload.path)), stored.etag)
+        return await self.services.variants.fan_out(stored.id, targets, original)
+
+    async def _background(self, stored: Stored, upload: Spooled, targets: Sequence[Target],
+                          held: AsyncExitStack) -> FanOut | None:
+        async with held:  # the upload's spool file, removed when its renders are done
+            try:
+                done = await self._fan_out(stored, upload, targets)
+            except ImgproxyError as exc:
+                log.warning("eager renders of %s failed: %s", stored.id, exc.detail)
+                return None
+            except Exception:
+                log.exception("eager renders of %s failed (category: bug)", stored.id)
+                return None
         if done.failed:
-            log.warning("eager renders of %s: %d failed", id, len(done.failed))
+            log.warning("eager renders of %s: %d failed", stored.id, len(done.failed))
         return done
 
     async def drain(self) -> None:

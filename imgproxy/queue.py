@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .errors import BadRequest, ImgproxyError, Unavailable
+from .errors import BadRequest, Unavailable
 from .stores import id_of
 from .stores.keyspace import KeySpace
 from .urls import check_id
@@ -219,8 +219,3 @@ class SqsQueue:
                     QueueUrl=self.url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)])
             if r.get("Failed"):
                 raise Unavailable(f"SQS refused {len(r['Failed'])} message(s): {r['Failed'][0].get('Message')}")
-
-
-def is_poison(exc: ImgproxyError) -> bool:
-    """The original's fault (4xx): retrying cannot help."""
-    return exc.status < 500

@@ -8,26 +8,60 @@
 The render happens under both the in-process single-flight and the store's
 lease, so it happens once however many requests, processes or machines ask.
 An original's metadata document (:meth:`VariantService.describe`) takes the
-same path under its own key, :func:`meta_key`.
+same path under its own key, :func:`meta_key`, and so do fan-outs
+(:meth:`VariantService.fan_out`: warm-ups, queue jobs, an upload's eager
+renders), which make every missing variant of one original from one decode:
+
+    targets ──exists (memory, store)──> skipped, nothing decoded
+       └─ missing ──lease each, in key order──> stored meanwhile? skipped
+                          └─ held ──the original (fetched, or an upload's own bytes)──> failed before? failed
+                                       └─ one FanoutJob ──> put each (never overwrite)
+                                             └─ timed out ──> each variant alone, cheapest first
+
+One method family owns every step of every render: :meth:`_leases`,
+:meth:`_original` (fetch), :meth:`_unfailed` and :meth:`_remembering`
+(failure memory), :meth:`_run` (crash confirmation) and :meth:`put` (store
+and memory tier).
+
 A render that failed because of its input is remembered by the original's
 identity (:mod:`imgproxy.cache.failures`) and answered without decoding again;
 a worker crash only once a fresh worker crashed on it too.
+
+A fan-out job's deadline is ``render_timeout`` per variant
+(:meth:`RendererBase.deadline`). A fan-out that still runs past it proves
+nothing against the original: eight variants of a camera photo on a busy
+machine may. So it is not remembered; each variant is rendered alone in a
+worker instead, as a live miss would be, and only a timeout of such a lone
+render counts against the original; the cheapest goes first, and when even it
+runs out of time the rest are not tried this time.
+
+Leases are taken in sorted key order: a live request holds one lease at a
+time and every fan-out climbs the same ladder, so no two holders wait on each
+other in a circle.
+
+:meth:`VariantService.fan_out` raises :class:`ImgproxyError` when the whole
+job fails (the original is missing or undecodable, the worker crashed or timed
+out, the store is down) and nothing was stored; per-variant failures (over the
+output pixel limit, a store write that failed) are in :attr:`FanOut.failed`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TypeVar, cast
 
 from .cache.failures import FailedOriginals
 from .cache.flight import SingleFlight
 from .cache.memory import MemoryTier, NoMemoryTier
-from .errors import ImgproxyError, Undecodable
+from .errors import GatewayTimeout, ImgproxyError, RenderTimeout, Unavailable, Undecodable
+from .fanout import FanOut, Target, cost
 from .metrics import (
     RENDER_QUEUE,
     RENDER_SECONDS,
@@ -39,12 +73,13 @@ from .metrics import (
     VARIANT_BYTES,
 )
 from .presets import Preset
-from .render import Job, Limits, MetaJob, Probed, ProbeJob, Rendered, RenderJob, Result, Source
+from .render import Fanned, FanoutJob, Job, Limits, MetaJob, Probed, ProbeJob, Rendered, RenderJob, Result, Source
 from .stores import Blob, Original, OriginalStore, VariantStore
-from .urls import VariantRequest
+from .urls import VariantRequest, check_id
 from .workers import Renderer
 
 log = logging.getLogger("imgproxy")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -81,6 +116,11 @@ def variant_key(request: VariantRequest, preset: Preset) -> str:
 def variant_metadata(preset: Preset, original: Original) -> dict[str, str]:
     """What a stored variant records of how it was made."""
     return {"preset-digest": preset.digest, "source": original.identity}
+
+
+def keys_of(id: str, targets: Sequence[Target]) -> list[str]:
+    """The variant key of each target of original ``id``."""
+    return [variant_key(VariantRequest(preset.name, id, fmt), preset) for preset, fmt in targets]
 
 
 def meta_key(id: str, gps: bool) -> str:
@@ -122,10 +162,6 @@ class VariantService:
 
     async def serve(self, request: VariantRequest, preset: Preset) -> Timed:
         """``get``, plus the render's :class:`Timings` for the request that rendered."""
-        key = variant_key(request, preset)
-        blob = self.memory.get(key)
-        if blob is not None:  # the commonest answer, before anything is built for a render
-            return key, blob, "memory", None
 
         async def render(original: Original, timings: Timings) -> tuple[bytes, dict[str, str]]:
             shaped = preset.at_width(request.width) if request.width else preset
@@ -136,7 +172,7 @@ class VariantService:
             VARIANT_BYTES.labels(request.fmt).inc(len(rendered.body))
             return rendered.body, variant_metadata(preset, original)
 
-        return await self._get(key, request.id, render)
+        return await self._get(variant_key(request, preset), request.id, render)
 
     async def describe(self, id: str, gps: bool = False) -> Served:
         """The metadata document of original ``id`` (JSON), made once like a variant."""
@@ -150,6 +186,7 @@ class VariantService:
         return key, blob, tier
 
     async def _get(self, key: str, id: str, make: Producer) -> Timed:
+        """The memory tier (the one check), the store, then one render."""
         blob = self.memory.get(key)
         if blob is not None:
             return key, blob, "memory", None
@@ -174,27 +211,16 @@ class VariantService:
     async def _render(self, key: str, id: str, make: Producer) -> Timed:
         timings = Timings()
         mark = time.perf_counter()
-        async with self.store.lease(key) as stored:
+        async with self._leases([key]) as stored:
             timings.lease, mark = _since(mark)
-            self._seconds["lease"].observe(timings.lease)
-            if stored is not None:  # another process rendered it while we waited
-                self.memory.put(key, stored)
-                return key, stored, "store", None
-            original = await self.originals.fetch(id)
-            timings.fetch, mark = _since(mark)
-            self._seconds["fetch"].observe(timings.fetch)
-            SOURCE_BYTES.inc(_size(original.source))
-            try:
-                self.failed.check(original.identity, key)
-                body, metadata = await make(original, timings)
-            except ImgproxyError as exc:
-                log.warning("render of %s failed (category: %s): %s%s", key, exc.error, exc.detail,
-                            f" ({exc.internal})" if exc.internal else "")
-                self.failed.remember(original.identity, key, exc)
-                raise
-            finally:
-                original.close()  # a fetched original's spool file and budget, before the put
-            mark = time.perf_counter()
+            if stored:  # another process rendered it while we waited
+                self.memory.put(key, stored[key])
+                return key, stored[key], "store", None
+            async with self._original(id) as original:
+                timings.fetch, mark = _since(mark)
+                self._unfailed(original, [key])
+                body, metadata = await self._remembering(original, [key], make(original, timings))
+            mark = time.perf_counter()  # the original's spool file and budget are given back before the put
             blob = Blob.of(body, time.time())
             kept = await self.put(key, blob, metadata)
             if kept is None:  # the render is good: serve it, and let the next miss store it
@@ -202,14 +228,138 @@ class VariantService:
             timings.store, _ = _since(mark)
             return key, kept or blob, "render", timings
 
-    async def has_alpha(self, id: str) -> bool:
-        """Whether the original ``id`` has an alpha channel: a header probe in a worker."""
-        original = await self.originals.fetch(id)
+    async def fan_out(self, id: str, targets: Sequence[Target], original: Original | None = None) -> FanOut:
+        """Make every variant of ``id`` in ``targets`` that is not stored yet, from one decode.
+
+        ``original`` is the original's bytes where the caller holds them (an
+        upload just stored): then nothing is fetched, and the caller closes it."""
+        check_id(id)
+        out = FanOut(id)
+        by_key = dict(zip(keys_of(id, targets), targets))
+        missing = await self._missing(list(by_key))
+        out.skipped += [key for key in by_key if key not in missing]
+        if not missing:
+            return out  # existence checks only
+        with self.renderer.admit():  # a render place before leases and downloads, as live misses take
+            async with self._leases(missing) as stored:
+                out.skipped += list(stored)  # rendered elsewhere while we waited
+                held = {key: by_key[key] for key in sorted(missing) if key not in stored}
+                if held:
+                    async with self._original(id, original) as found:
+                        await self._fan(found, held, out)
+        return out
+
+    async def _missing(self, keys: list[str]) -> list[str]:
+        candidates = [key for key in keys if self.memory.get(key) is None]
+        found = await asyncio.gather(*(self.store.exists(key) for key in candidates))
+        return [key for key, there in zip(candidates, found) if not there]
+
+    async def _fan(self, original: Original, held: dict[str, Target], out: FanOut) -> None:
+        """Render what we hold leases for in one job (once more alone, on a fan-out
+        timeout), and put each result."""
+        todo, failed = self._unfailed(original, list(held))
+        out.failed.update(failed)
+        targets = {key: held[key] for key in todo}
+        fanned = await self._remembering(original, todo, self._fanned(original, targets))
+        for (key, (preset, fmt)), result in zip(targets.items(), fanned.results):
+            if isinstance(result, ImgproxyError):
+                self.failed.remember(original.identity, key, result)
+                out.failed[key] = result
+                continue
+            RENDERS.labels(preset.name, fmt).inc()
+            blob = Blob.of(result.body, time.time())
+            if await self.put(key, blob, variant_metadata(preset, original)) is not None:
+                out.rendered.append(key)
+            else:
+                out.failed[key] = Unavailable("the variant store refused the write")
+
+    async def _fanned(self, original: Original, targets: dict[str, Target]) -> Fanned:
+        job = FanoutJob(original.source, tuple(targets.values()), self.limits, avif_effort=self.avif_eager_effort)
         try:
-            with self.renderer.admit():
-                probed = await self.renderer.run(ProbeJob(original.source, self.limits))
+            return cast(Fanned, await self._run(job, Timings()))
+        except RenderTimeout:
+            if len(targets) == 1:  # a lone render already: the original's cost
+                raise
+            return await self._one_by_one(original, targets)
+
+    async def _one_by_one(self, original: Original, targets: dict[str, Target]) -> Fanned:
+        """Each target in its own job under ``render_timeout``, cheapest first; a lone
+        timeout is the original's (one strike, remembered by the caller) and ends the round."""
+        results: dict[str, Rendered | ImgproxyError] = {}
+        for key in sorted(targets, key=lambda k: cost(targets[k])):
+            preset, fmt = targets[key]
+            try:
+                job = RenderJob(original.source, preset, fmt, self.limits, self.avif_eager_effort)
+                results[key] = cast(Rendered, await self._run(job, Timings()))
+            except RenderTimeout as exc:
+                results[key] = exc
+                untried = GatewayTimeout("not tried: a cheaper variant of this original ran past render_timeout "
+                                         "alone", limit="render_timeout")
+                results.update({rest: untried for rest in targets if rest not in results})
+                break
+            except ImgproxyError as exc:
+                results[key] = exc
+        return Fanned(tuple(results[key] for key in targets))
+
+    @asynccontextmanager
+    async def _leases(self, keys: Sequence[str]) -> AsyncIterator[dict[str, Blob]]:
+        """The render lease of every key, taken in key order; yields what was stored meanwhile."""
+        started = time.perf_counter()
+        async with AsyncExitStack() as leases:
+            stored: dict[str, Blob] = {}
+            for key in sorted(keys):
+                blob = await leases.enter_async_context(self.store.lease(key))
+                if blob is not None:
+                    stored[key] = blob
+            self._seconds["lease"].observe(time.perf_counter() - started)
+            yield stored
+
+    @asynccontextmanager
+    async def _original(self, id: str, given: Original | None = None) -> AsyncIterator[Original]:
+        """``given``, or the original ``id`` fetched (and closed: its spool file and budget)."""
+        if given is not None:
+            yield given
+            return
+        started = time.perf_counter()
+        original = await self.originals.fetch(id)
+        self._seconds["fetch"].observe(time.perf_counter() - started)
+        SOURCE_BYTES.inc(_size(original.source))
+        try:
+            yield original
         finally:
             original.close()
+
+    def _unfailed(self, original: Original, keys: list[str]) -> tuple[list[str], dict[str, ImgproxyError]]:
+        """The keys not remembered as failed for this original, and the failures of the
+        others; when every key failed before, the original fails again, as a whole."""
+        todo: list[str] = []
+        failed: dict[str, ImgproxyError] = {}
+        for key in keys:
+            try:
+                self.failed.check(original.identity, key)
+                todo.append(key)
+            except ImgproxyError as exc:
+                failed[key] = exc
+        if not todo:
+            raise next(iter(failed.values()))
+        return todo, failed
+
+    async def _remembering(self, original: Original, keys: list[str], run: Awaitable[T]) -> T:
+        """``run``; a failure is remembered against the original for every key (and raised)."""
+        try:
+            return await run
+        except ImgproxyError as exc:
+            log.warning("render of %s failed (category: %s): %s%s", ", ".join(keys), exc.error, exc.detail,
+                        f" ({exc.internal})" if exc.internal else "")
+            for key in keys:
+                self.failed.remember(original.identity, key, exc)
+            raise
+
+    async def has_alpha(self, id: str) -> bool:
+        """Whether the original ``id`` has an alpha channel: a header probe in a worker."""
+        async with self._original(id) as original:
+            with self.renderer.admit():
+                probed = await self._run(ProbeJob(original.source, self.limits), Timings())
         return isinstance(probed, Probed) and bool(probed.info.get("alpha"))
 
     async def _run(self, job: Job, timings: Timings) -> Result:

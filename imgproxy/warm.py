@@ -5,8 +5,8 @@ and one set of targets (``--presets`` x ``--formats``, default
 ``IMGPROXY_WARM_PRESETS`` x ``IMGPROXY_WARM_FORMATS``):
 
 - default: render here, straight into the variant store, one fan-out job per
-  original (:mod:`imgproxy.fanout`: one decode, every missing variant, each
-  under the same lease live requests take). No server needed; safe beside
+  original (:meth:`VariantService.fan_out`: one decode, every missing variant,
+  each under the same lease live requests take). No server needed; safe beside
   servers, other warm-ups and consumers. Existing variants are skipped, so a
   re-run resumes.
 - ``--via URL``: signed requests through a server or CDN, one per variant.
@@ -32,7 +32,7 @@ import httpx
 
 from .config import Settings, load_settings
 from .errors import ImgproxyError, Unsupported
-from .fanout import Target, fan_out, targets_of, transient
+from .fanout import Target, targets_of, transient
 from .progress import Tally, print_summary, shown
 from .queue import Job, SqsQueue
 from .services import Services, open_services
@@ -160,7 +160,7 @@ async def warm_one(services: Services, id: str, targets: Sequence[Target], tally
     for attempt in range(ATTEMPTS):
         whole = None
         try:
-            result = await fan_out(services.variants, id, targets)
+            result = await services.variants.fan_out(id, targets)
         except ImgproxyError as exc:
             whole = exc
             failed = {id: exc}

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from conftest import KEY, ROOT, S3_ENV, Moto, corpus, free_port
 
-from imgproxy.fanout import keys_of
 from imgproxy.presets import load_presets
+from imgproxy.variants import keys_of
 
 pytestmark = pytest.mark.slow
 

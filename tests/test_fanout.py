@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,17 +24,18 @@ from imgproxy.cache.failures import TIMEOUT_STRIKES
 from imgproxy.cache.memory import NoMemoryTier
 from imgproxy.config import load_settings
 from imgproxy.errors import GatewayTimeout, ImgproxyError, RenderTimeout, Undecodable
-from imgproxy.fanout import Target, fan_out, keys_of, targets_of
+from imgproxy.fanout import Target, targets_of
 from imgproxy.metrics import RENDERS
 from imgproxy.presets import Preset
 from imgproxy.render import Fanned, FanoutJob, Job, Limits, Rendered, Result
 from imgproxy.services import open_services
 from imgproxy.stores.local import LocalOriginals, LocalVariants
-from imgproxy.variants import VariantService
+from imgproxy.variants import VariantService, keys_of
 from imgproxy.workers import ThreadRenderer
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 LARGE = "large/mei__Issue_266.jpg"
+SLOW = "large/mei__Issue_649.avif"  # a 20 MP AVIF: seconds of decoding
 
 
 def settings(tmp: Path, **overrides: object):
@@ -59,14 +63,14 @@ async def test_fan_out_renders_what_is_missing_then_only_checks(tmp_path: Path) 
     async with open_services(settings(tmp_path)) as services:
         targets = targets_of(services.presets, ["thumbnail", "web"], ["webp", "avif", "jpg"])
         before = renders()
-        first = await fan_out(services.variants, "p", targets)
+        first = await services.variants.fan_out("p", targets)
         assert sorted(first.rendered) == sorted(keys_of("p", targets)) and not first.failed
         assert renders() - before == 6
         for key in first.rendered:
             assert (tmp_path / "variants" / key).stat().st_size > 0
         # All there: existence checks only. With the original gone, a fetch would fail.
         (tmp_path / "originals" / "p.jpg").unlink()
-        again = await fan_out(services.variants, "p", targets)
+        again = await services.variants.fan_out("p", targets)
         assert len(again.skipped) == 6 and not again.rendered and not again.failed
         assert renders() - before == 6
 
@@ -76,9 +80,9 @@ async def test_fan_out_only_decodes_for_the_missing_ones(tmp_path: Path) -> None
     shutil.copyfile(corpus(PHOTO), tmp_path / "originals" / "p.jpg")
     async with open_services(settings(tmp_path)) as services:
         some = targets_of(services.presets, ["thumbnail"], ["webp"])
-        await fan_out(services.variants, "p", some)
+        await services.variants.fan_out("p", some)
         every = targets_of(services.presets, ["thumbnail", "preview"], ["webp", "jpg"])
-        result = await fan_out(services.variants, "p", every)
+        result = await services.variants.fan_out("p", every)
         assert len(result.rendered) == 3 and result.skipped == keys_of("p", some)
 
 
@@ -88,10 +92,39 @@ async def test_a_corrupt_original_fails_whole_and_stores_nothing(tmp_path: Path)
     async with open_services(settings(tmp_path)) as services:
         targets = targets_of(services.presets, ["thumbnail", "web"], ["webp", "jpg"])
         with pytest.raises(Undecodable):
-            await fan_out(services.variants, "bad", targets)
+            await services.variants.fan_out("bad", targets)
         with pytest.raises(Undecodable):  # remembered: not decoded again
-            await fan_out(services.variants, "bad", targets)
+            await services.variants.fan_out("bad", targets)
     assert not [p for p in (tmp_path / "variants").rglob("*") if p.is_file() and p.suffix != ".lock"]
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+async def test_a_fan_out_worker_killed_from_outside_is_confirmed_in_a_fresh_worker(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One SIGSEGV from outside (another process, an operator) during a warm-up is
+    not the original's fault: the job runs again in a fresh worker and succeeds."""
+    (tmp_path / "originals").mkdir()
+    shutil.copyfile(corpus(SLOW), tmp_path / "originals" / "p.avif")
+    caplog.set_level(logging.WARNING, "imgproxy")
+    async with open_services(settings(tmp_path)) as services:
+        [pid] = services.renderer.pids  # type: ignore[attr-defined]
+        before = cpu_ticks(pid)
+        targets = targets_of(services.presets, ["thumbnail", "web"], ["webp", "jpg"])
+        job = asyncio.ensure_future(services.variants.fan_out("p", targets))
+        deadline = time.monotonic() + 30
+        while cpu_ticks(pid) < before + 20:  # into the decoder
+            assert time.monotonic() < deadline and not job.done(), "the worker never got busy"
+            await asyncio.sleep(0.02)
+        os.kill(pid, signal.SIGSEGV)
+        result = await job
+        assert sorted(result.rendered) == sorted(keys_of("p", targets)) and not result.failed
+        assert len(services.variants.failed) == 0  # not remembered against the original
+        assert pid not in services.renderer.pids  # type: ignore[attr-defined]
+    assert "confirming with a fresh worker" in caplog.text
 
 
 @pytest.mark.slow
@@ -117,7 +150,7 @@ async def test_fan_out_racing_live_traffic_renders_each_variant_once(tmp_path: P
 
             async def warm(i: int, id: str):  # staggered: some leases are the server's first
                 await asyncio.sleep(0.4 * i)
-                return await fan_out(services.variants, id, targets)
+                return await services.variants.fan_out(id, targets)
 
             responses, *results = await asyncio.gather(live(), *(warm(i, id) for i, id in enumerate(ids)))
             ours = renders() - before
@@ -187,7 +220,7 @@ async def test_a_fan_out_has_render_timeout_for_each_variant(tmp_path: Path,
 
     monkeypatch.setattr("imgproxy.workers.threads.run_job", slow)
     v = service(tmp_path, ThreadRenderer(1, 4, timeout=0.5))
-    result = await fan_out(v, "p", EIGHT)
+    result = await v.fan_out("p", EIGHT)
     assert sorted(result.rendered) == sorted(keys_of("p", EIGHT)) and not result.failed
     assert [type(job) for job in jobs] == [FanoutJob]  # one job, one decode: no fallback was needed
 
@@ -196,7 +229,7 @@ async def test_a_fan_out_timeout_does_not_blame_an_original_that_renders_alone(t
     renderer = Scripted(fanout=RenderTimeout("render took longer than 240s", limit="render_timeout"))
     v = service(tmp_path, renderer)
     for sizes in (EIGHT[:4], EIGHT[4:]):  # twice: two fan-out timeouts within the strike window
-        result = await fan_out(v, "p", sizes)
+        result = await v.fan_out("p", sizes)
         assert sorted(result.rendered) == sorted(keys_of("p", sizes)) and not result.failed
     assert [type(job).__name__ for job in renderer.jobs] == ["FanoutJob"] + ["RenderJob"] * 4 + [
         "FanoutJob"] + ["RenderJob"] * 4
@@ -212,12 +245,12 @@ async def test_a_lone_render_past_render_timeout_is_the_originals(tmp_path: Path
     renderer = Scripted(fanout=slow, lone=slow)
     v = service(tmp_path, renderer)
     for _ in range(TIMEOUT_STRIKES):
-        result = await fan_out(v, "p", EIGHT)
+        result = await v.fan_out("p", EIGHT)
         # The cheapest alone ran out of time: the other seven were not tried.
         assert isinstance(result.failed[keys_of("p", [(SIZES[0], "webp")])[0]], RenderTimeout)
         assert sum(type(e) is GatewayTimeout for e in result.failed.values()) == 7
         assert renderer.jobs[-1].preset is SIZES[0] and renderer.jobs[-1].fmt == "webp"  # type: ignore[union-attr]
     runs = len(renderer.jobs)
     with pytest.raises(GatewayTimeout, match="ran past render_timeout 2 times"):
-        await fan_out(v, "p", EIGHT)
+        await v.fan_out("p", EIGHT)
     assert len(renderer.jobs) == runs  # remembered: not rendered again

@@ -256,6 +256,34 @@ def test_s3_upload_records_the_hash_and_never_overwrites(server_factory: Callabl
     assert httpx.get(r.json()["urls"]["web"]["webp"], timeout=60).status_code == 200
 
 
+def _sample(server: Server, name: str, labels: str) -> float:
+    prefix = f"{name}{{{labels}}} "
+    return sum(float(line.rsplit(" ", 1)[1]) for line in server.get("/metrics").text.splitlines()
+               if line.startswith(prefix))
+
+
+def test_eager_renders_use_the_uploads_own_bytes_not_the_stored_copy(server_factory: Callable[..., Server],
+                                                                     moto: Moto, bucket: str) -> None:
+    server = server_factory(originals=f"s3://{bucket}/originals", variants=f"s3://{bucket}/variants",
+                            env=moto.env(**TOKENS))
+    fetches = 'operation="fetch",store="s3"'
+
+    def gets() -> int:  # GetObject of the original, in moto's access log
+        return moto.log.read_text(errors="replace").count(f'"GET /{bucket}/originals/s3/eager HTTP')
+
+    r = put(server, "s3/eager", corpus(PHOTO).read_bytes(), "?render=thumbnail&wait=1")
+    assert r.status_code == 201 and r.json()["render"]["rendered"] == 2, r.text
+    assert gets() == 0 and _sample(server, "imgproxy_store_seconds_count", fetches) == 0  # not read back
+    # A live miss fetches it: its variant names the same original as the eager ones.
+    assert httpx.get(r.json()["urls"]["web"]["webp"], timeout=60).status_code == 200
+    assert gets() == 1 and _sample(server, "imgproxy_store_seconds_count", fetches) == 1
+    client = moto.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="variants/")["Contents"]
+            if "/s3/eager." in o["Key"]]
+    sources = {client.head_object(Bucket=bucket, Key=key)["Metadata"]["source"] for key in keys}
+    assert len(keys) == 3 and len(sources) == 1, (keys, sources)
+
+
 def test_s3_multipart_upload(server_factory: Callable[..., Server], moto: Moto, bucket: str) -> None:
     import pyvips
 

@@ -118,6 +118,11 @@ class OriginalFiles(Protocol):
     async def find_key(self, id: str) -> str | None:
         """The key the original ``id`` is stored under (``<id>`` or ``<id>.<ext>``), or None."""
 
+    async def written(self, key: str, source: Source, etag: str | None = None) -> Original:
+        """``key`` as :meth:`OriginalStore.fetch` finds it (the same identity), its bytes
+        read from ``source``, a copy the caller holds (an upload): nothing is read back.
+        ``etag`` is what :meth:`write` answered, where it did."""
+
 
 @dataclass(frozen=True, slots=True)
 class Located:

@@ -233,6 +233,10 @@ class LocalOriginals:
         """The key ``id`` is stored under (``<id>`` or ``<id>.<ext>``), or None."""
         return await anyio.to_thread.run_sync(self._key_of, id)
 
+    async def written(self, key: str, source: Source, etag: str | None = None) -> Original:
+        st = await anyio.to_thread.run_sync(self._path(key).stat)
+        return Original(key, f"{key}:{st.st_size}:{st.st_mtime_ns}", source)
+
     def _key_of(self, id: str) -> str | None:
         found = self._lookup(id)
         return found[0] if found is not None else None

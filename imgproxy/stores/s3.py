@@ -232,6 +232,13 @@ class S3Originals:
         except NotFound:
             return None
 
+    async def written(self, key: str, source: Source, etag: str | None = None) -> Original:
+        if etag is None:
+            with mapped("head", origin=True):
+                head = await self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+            etag = str(head["ETag"]).strip('"')
+        return Original(self.prefix + key, f's3://{self.bucket}/{self.prefix}{key}:"{etag}"', source)
+
     async def delete(self, key: str) -> bool:
         if await self.stat(key) is None:
             return False
