@@ -4,26 +4,37 @@ stay for isolation, exactly-once and faults."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import KEY, ROOT, add_original, corpus
+from prometheus_client import REGISTRY
 
 from imgproxy import sign_url
 from imgproxy.app import App, create_app
 from imgproxy.config import Settings
+from imgproxy.urls import original_url
+
+TOKEN = "upload-token-0123456789abcdef0123456789"
+
+
+def _settings(tmp_path: Path) -> Settings:
+    originals = tmp_path / "originals"
+    add_original(originals, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
+    return Settings(keys=(KEY,), originals=originals.as_uri(), variants=(tmp_path / "v").as_uri(),
+                    presets=str(ROOT / "config" / "presets.toml"), render_mode="thread",
+                    render_threads=1, dev_key_file=str(tmp_path / "dev-key"), log_format="json",
+                    ingest_tokens=(TOKEN,))
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    originals = tmp_path / "originals"
-    add_original(originals, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
-    settings = Settings(keys=(KEY,), originals=originals.as_uri(), variants=(tmp_path / "v").as_uri(),
-                        presets=str(ROOT / "config" / "presets.toml"), render_mode="thread",
-                        render_threads=1, dev_key_file=str(tmp_path / "dev-key"))
-    app: App = create_app(settings)
+    app: App = create_app(_settings(tmp_path))
     async with app.lifespan(app.starlette):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://imgproxy.test") as client:
@@ -84,3 +95,38 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     health = await client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert (await client.get("/metrics")).text.count("imgproxy_requests_total") > 0
+
+
+def _errors(category: str) -> float:
+    return REGISTRY.get_sample_value("imgproxy_errors_total", {"category": category}) or 0.0
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "status", "category"), [
+    ("GET", "/meta/photos/42.json?s=AAAA", {}, 403, "forbidden"),
+    ("GET", "original", {}, 404, "not_found"),
+    ("PUT", "/o/photos/43", {"authorization": "Bearer wrong"}, 403, "forbidden"),
+    ("PUT", "/o/photos/43", {}, 401, "unauthorized"),
+])
+async def test_errors_are_counted_and_logged_on_every_endpoint(
+        tmp_path: Path, method: str, path: str, headers: dict[str, str], status: int, category: str) -> None:
+    if path == "original":
+        path = original_url(KEY, "photos/missing", int(time.time()) + 600)
+    app: App = create_app(_settings(tmp_path))
+    log_file = tmp_path / "access.log"
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT)
+    app._asgi.lines.fd = fd  # the access lines, to a file instead of stderr
+    try:
+        async with app.lifespan(app.starlette):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://imgproxy.test") as client:
+                before = _errors(category)
+                r = await client.request(method, path, headers={"x-request-id": "req-1", **headers},
+                                         content=b"x" if method == "PUT" else None)
+                assert (r.status_code, r.json()["error"]) == (status, category)
+                assert _errors(category) == before + 1
+        app._asgi.lines.flush()
+    finally:
+        os.close(fd)
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    line = next(line for line in lines if line["request_id"] == "req-1")
+    assert (line["method"], line["status"], line.get("error")) == (method, status, category)
