@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, MethodNotAllowed, NotFound
 from ..formats import AUTO, OUTPUTS
 from ..metrics import OUTCOME
 from ..modifiers import check_modifiers
@@ -24,8 +24,8 @@ from ..variants import VariantService
 from .canonical import canonical_location
 from .logs import RECORD
 from .negotiate import Negotiator
-from .responses import Receive, Scope, Send, VariantHeaders, send_redirect, server_timing
-from .skeleton import Endpoint, not_modified, send_not_modified
+from .responses import Receive, Scope, Send, VariantHeaders, not_modified_headers, send_redirect, server_timing
+from .skeleton import GET_HEAD, Endpoint, not_modified
 
 _TIER = {tier: (b"x-imgproxy-tier", tier.encode()) for tier in ("memory", "store", "render")}
 _TIER["joined"] = _TIER["render"]  # served by a render another request started
@@ -52,10 +52,12 @@ class VariantEndpoint(Endpoint):
         self._verified: dict[tuple[bytes, bytes], tuple[VariantRequest, Preset]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The skeleton's __call__, inlined: the hit path awaits no coroutine of ours.
+        # The skeleton's __call__ and method check, inlined: the hit path calls
+        # and awaits nothing of ours beyond the lookups.
         method = scope["method"]
         try:
-            self.check_method(method)
+            if method not in GET_HEAD:
+                raise MethodNotAllowed(self.method_detail)
             request, preset = self._checked(scope)
             auto = request.fmt == AUTO
             if auto:
@@ -74,7 +76,8 @@ class VariantEndpoint(Endpoint):
         headers = (self.auto_headers if auto else self.headers).get(key, blob, OUTPUTS[request.fmt].mime)
         if not_modified(scope, blob.etag):
             OUTCOME["not_modified"].inc()
-            await send_not_modified(send, headers)
+            await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(headers)})
+            await send({"type": "http.response.body", "body": b""})  # send_not_modified's, inlined
             return
         OUTCOME[tier].inc()
         extra = [_TIER[tier]] if timings is None else [_TIER[tier], server_timing(timings)]

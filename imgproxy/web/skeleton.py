@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound
+from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound, Unavailable
 from ..metrics import REQUESTS
 from ..signing import verify
 from .logs import note_error
@@ -72,20 +72,29 @@ class Endpoint:
             raise Forbidden("bad signature")
 
     async def fail(self, scope: Scope, send: Send, exc: Exception) -> None:
-        """Answer ``exc`` with its JSON error, counted once; a bug is logged and answered 500."""
-        if not isinstance(exc, ImgproxyError):
-            log.error("unhandled error (category: bug) for %s %s", scope["method"], scope.get("path"),
-                      exc_info=exc)
-            exc = ImgproxyError("internal error")
-        REQUESTS.labels(exc.error).inc()
-        note_error(scope, exc.error)
         max_age = self.not_found_max_age if isinstance(exc, NotFound) else None
-        await send_error(send, exc, head=scope["method"] == "HEAD", max_age=max_age,
-                         extra=self.error_headers(exc))
+        extra = self.error_headers(exc) if isinstance(exc, ImgproxyError) else ()
+        await fail(scope, send, exc, max_age, extra)
 
     def error_headers(self, exc: ImgproxyError) -> Sequence[tuple[bytes, bytes]]:
         """Headers an error response carries beyond the usual ones (a 416's Content-Range)."""
         return ()
+
+
+async def fail(scope: Scope, send: Send, exc: Exception, max_age: int | None = None,
+               extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Answer ``exc`` with its JSON error, counted once; a bug is logged and answered 500 "internal"."""
+    if not isinstance(exc, ImgproxyError):
+        log.error("unhandled error (category: bug) for %s %s", scope["method"], scope.get("path"), exc_info=exc)
+        exc = ImgproxyError("internal error")
+    REQUESTS.labels(exc.error).inc()
+    note_error(scope, exc.error)
+    await send_error(send, exc, head=scope["method"] == "HEAD", max_age=max_age, extra=extra)
+
+
+async def starting(scope: Scope, receive: Receive, send: Send) -> None:
+    """Every endpoint's answer before the lifespan has built it, and once shutdown has begun."""
+    await fail(scope, send, Unavailable("server is starting", retry_after=1))
 
 
 def raw_path(scope: Scope) -> bytes:
