@@ -162,3 +162,14 @@ async def test_a_bug_on_any_endpoint_is_a_counted_500(tmp_path: Path, caplog: py
     r, rise, line = await _logged(tmp_path, "GET", meta_url(KEY, "photos/42"), {}, broken)
     assert (r.status_code, r.json()["error"], rise, line["error"]) == (500, "internal", 1, "internal")
     assert "unhandled error (category: bug) for GET /meta/photos/42.json" in caplog.text
+
+
+async def test_a_starting_server_counts_its_503s(tmp_path: Path) -> None:
+    app: App = create_app(_settings(tmp_path))  # no lifespan: no endpoint built yet
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://imgproxy.test") as client:
+        for path in (url(), meta_url(KEY, "photos/42")):
+            before = _errors("unavailable")
+            r = await client.get(path)
+            assert (r.status_code, r.json()["error"], r.headers["retry-after"]) == (503, "unavailable", "1")
+            assert _errors("unavailable") == before + 1

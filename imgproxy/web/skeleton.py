@@ -74,15 +74,15 @@ class Endpoint:
     async def fail(self, scope: Scope, send: Send, exc: Exception) -> None:
         max_age = self.not_found_max_age if isinstance(exc, NotFound) else None
         extra = self.error_headers(exc) if isinstance(exc, ImgproxyError) else ()
-        await fail(scope, send, exc, max_age, extra)
+        await answer_error(scope, send, exc, max_age, extra)
 
     def error_headers(self, exc: ImgproxyError) -> Sequence[tuple[bytes, bytes]]:
         """Headers an error response carries beyond the usual ones (a 416's Content-Range)."""
         return ()
 
 
-async def fail(scope: Scope, send: Send, exc: Exception, max_age: int | None = None,
-               extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def answer_error(scope: Scope, send: Send, exc: Exception, max_age: int | None = None,
+                       extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """Answer ``exc`` with its JSON error, counted once; a bug is logged and answered 500 "internal"."""
     if not isinstance(exc, ImgproxyError):
         log.error("unhandled error (category: bug) for %s %s", scope["method"], scope.get("path"), exc_info=exc)
@@ -94,7 +94,7 @@ async def fail(scope: Scope, send: Send, exc: Exception, max_age: int | None = N
 
 async def starting(scope: Scope, receive: Receive, send: Send) -> None:
     """Every endpoint's answer before the lifespan has built it, and once shutdown has begun."""
-    await fail(scope, send, Unavailable("server is starting", retry_after=1))
+    await answer_error(scope, send, Unavailable("server is starting", retry_after=1))
 
 
 def raw_path(scope: Scope) -> bytes:
