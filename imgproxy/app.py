@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .config import Settings, load_settings
-from .errors import ImgproxyError, Unavailable
+from .errors import ImgproxyError
 from .ingest import Ingest
 from .metrics import exposition
 from .services import Services, open_services
@@ -37,7 +37,8 @@ from .web.ingest import IngestEndpoint
 from .web.logs import RequestLog, log_format
 from .web.meta import MetaEndpoint
 from .web.originals import OriginalsEndpoint
-from .web.responses import Receive, Scope, Send, send_error
+from .web.responses import Receive, Scope, Send
+from .web.skeleton import starting
 
 log = logging.getLogger("imgproxy")
 
@@ -76,18 +77,18 @@ class App:
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v/"):
             if self.endpoint is None:
-                await send_error(send, Unavailable("server is starting", retry_after=1))
+                await starting(scope, receive, send)
                 return
             await self.endpoint(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"].startswith("/meta/"):
-            await (self.meta or _starting)(scope, receive, send)
+            await (self.meta or starting)(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"].startswith("/o/") and scope["method"] in ("GET", "HEAD"):
-            await (self.originals or _starting)(scope, receive, send)
+            await (self.originals or starting)(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"].startswith("/o/") and scope["method"] == "PUT":
-            await (self.ingest or _starting)(scope, receive, send)
+            await (self.ingest or starting)(scope, receive, send)
             return
         await self.starlette(scope, receive, send)
 
@@ -161,10 +162,6 @@ class App:
     async def metrics(self, request: Request) -> Response:
         body, content_type = exposition()
         return Response(body, media_type=content_type, headers={"cache-control": "no-store"})
-
-
-async def _starting(scope: Scope, receive: Receive, send: Send) -> None:
-    await send_error(send, Unavailable("server is starting", retry_after=1))
 
 
 def _uploads(services: Services) -> Ingest | None:

@@ -4,26 +4,38 @@ stay for isolation, exactly-once and faults."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from conftest import KEY, ROOT, add_original, corpus
+from prometheus_client import REGISTRY
 
 from imgproxy import sign_url
 from imgproxy.app import App, create_app
 from imgproxy.config import Settings
+from imgproxy.urls import meta_url, original_url
+
+TOKEN = "upload-token-0123456789abcdef0123456789"
+
+
+def _settings(tmp_path: Path) -> Settings:
+    originals = tmp_path / "originals"
+    add_original(originals, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
+    return Settings(keys=(KEY,), originals=originals.as_uri(), variants=(tmp_path / "v").as_uri(),
+                    presets=str(ROOT / "config" / "presets.toml"), render_mode="thread",
+                    render_threads=1, dev_key_file=str(tmp_path / "dev-key"), log_format="json",
+                    ingest_tokens=(TOKEN,))
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    originals = tmp_path / "originals"
-    add_original(originals, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
-    settings = Settings(keys=(KEY,), originals=originals.as_uri(), variants=(tmp_path / "v").as_uri(),
-                        presets=str(ROOT / "config" / "presets.toml"), render_mode="thread",
-                        render_threads=1, dev_key_file=str(tmp_path / "dev-key"))
-    app: App = create_app(settings)
+    app: App = create_app(_settings(tmp_path))
     async with app.lifespan(app.starlette):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://imgproxy.test") as client:
@@ -84,3 +96,80 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     health = await client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert (await client.get("/metrics")).text.count("imgproxy_requests_total") > 0
+
+
+def _errors(category: str) -> float:
+    return REGISTRY.get_sample_value("imgproxy_errors_total", {"category": category}) or 0.0
+
+
+async def _logged(tmp_path: Path, method: str, path: str, headers: dict[str, str],
+                  patch: Callable[[App], None] = lambda app: None) -> tuple[httpx.Response, float, dict[str, Any]]:
+    """One request to a fresh app: its response, the rise of imgproxy_errors_total for
+    the response's error category, and its access line."""
+    app: App = create_app(_settings(tmp_path))
+    log_file = tmp_path / "access.log"
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT)
+    app._asgi.lines.fd = fd  # the access lines, to a file instead of stderr
+    try:
+        async with app.lifespan(app.starlette):
+            patch(app)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://imgproxy.test") as client:
+                request = client.build_request(method, path, headers={"x-request-id": "req-1", **headers},
+                                               content=b"x" if method == "PUT" else None)
+                before = {c: _errors(c) for c in CATEGORIES}
+                r = await client.send(request)
+                category = r.json()["error"]
+                rise = _errors(category) - before[category]
+        app._asgi.lines.flush()
+    finally:
+        os.close(fd)
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    return r, rise, next(line for line in lines if line["request_id"] == "req-1")
+
+
+CATEGORIES = ("forbidden", "not_found", "unauthorized", "bad_request", "internal", "range_not_satisfiable")
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "status", "category"), [
+    ("GET", "/meta/photos/42.json?s=AAAA", {}, 403, "forbidden"),
+    ("GET", "/meta/photos/42.json?s=AAAA&x=1", {}, 400, "bad_request"),
+    ("GET", "original:photos/missing", {}, 404, "not_found"),
+    ("GET", "original:photos/42", {"range": "bytes=999999999-"}, 416, "range_not_satisfiable"),
+    ("PUT", "/o/photos/43", {"authorization": "Bearer wrong"}, 403, "forbidden"),
+    ("PUT", "/o/photos/43", {}, 401, "unauthorized"),
+    ("PUT", "/o/photos/43?x=1", {"authorization": f"Bearer {TOKEN}"}, 400, "bad_request"),
+])
+async def test_errors_are_counted_and_logged_on_every_endpoint(
+        tmp_path: Path, method: str, path: str, headers: dict[str, str], status: int, category: str) -> None:
+    if path.startswith("original:"):
+        path = original_url(KEY, path.removeprefix("original:"), int(time.time()) + 600)
+    r, rise, line = await _logged(tmp_path, method, path, headers)
+    assert (r.status_code, r.json()["error"]) == (status, category)
+    assert rise == 1  # imgproxy_errors_total{category}, once
+    assert (line["method"], line["status"], line.get("error")) == (method, status, category)
+    if status == 416:
+        assert r.headers["content-range"].startswith("bytes */") and r.headers["cache-control"] == "no-store"
+
+
+async def test_a_bug_on_any_endpoint_is_a_counted_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(app: App) -> None:
+        async def describe(*args: object) -> None:
+            raise RuntimeError("a bug")
+        assert app.meta is not None
+        app.meta.variants.describe = describe  # type: ignore[method-assign]
+
+    r, rise, line = await _logged(tmp_path, "GET", meta_url(KEY, "photos/42"), {}, broken)
+    assert (r.status_code, r.json()["error"], rise, line["error"]) == (500, "internal", 1, "internal")
+    assert "unhandled error (category: bug) for GET /meta/photos/42.json" in caplog.text
+
+
+async def test_a_starting_server_counts_its_503s(tmp_path: Path) -> None:
+    app: App = create_app(_settings(tmp_path))  # no lifespan: no endpoint built yet
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://imgproxy.test") as client:
+        for path in (url(), meta_url(KEY, "photos/42")):
+            before = _errors("unavailable")
+            r = await client.get(path)
+            assert (r.status_code, r.json()["error"], r.headers["retry-after"]) == (503, "unavailable", "1")
+            assert _errors("unavailable") == before + 1

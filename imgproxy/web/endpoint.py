@@ -12,33 +12,21 @@ lookups and two ``send`` calls, with no framework objects built per request.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 
-from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound
+from ..errors import BadRequest, MethodNotAllowed, NotFound
 from ..formats import AUTO, OUTPUTS
-from ..metrics import OUTCOME, REQUESTS
+from ..metrics import OUTCOME
 from ..modifiers import check_modifiers
 from ..presets import Preset
-from ..signing import verify
 from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
 from ..variants import VariantService
 from .canonical import canonical_location
-from .logs import RECORD, note_error
+from .logs import RECORD
 from .negotiate import Negotiator
-from .responses import (
-    Receive,
-    Scope,
-    Send,
-    VariantHeaders,
-    not_modified_headers,
-    send_error,
-    send_redirect,
-    server_timing,
-)
+from .responses import Receive, Scope, Send, VariantHeaders, not_modified_headers, send_redirect, server_timing
+from .skeleton import GET_HEAD, Endpoint, not_modified
 
-log = logging.getLogger("imgproxy")
-_PREFIX = PREFIX.encode()
 _TIER = {tier: (b"x-imgproxy-tier", tier.encode()) for tier in ("memory", "store", "render")}
 _TIER["joined"] = _TIER["render"]  # served by a render another request started
 
@@ -46,7 +34,9 @@ _TIER["joined"] = _TIER["render"]  # served by a render another request started
 VERIFIED_URLS = 65536
 
 
-class VariantEndpoint:
+class VariantEndpoint(Endpoint):
+    prefix = PREFIX.encode()
+
     def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService,
                  not_found_max_age: int = 60, auto: bool = True) -> None:
         self.keys = tuple(keys)
@@ -62,42 +52,32 @@ class VariantEndpoint:
         self._verified: dict[tuple[bytes, bytes], tuple[VariantRequest, Preset]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The skeleton's __call__ and method check, inlined: the hit path calls
+        # and awaits nothing of ours beyond the lookups.
         method = scope["method"]
-        if method not in ("GET", "HEAD"):
-            note_error(scope, MethodNotAllowed.error)
-            await send_error(send, MethodNotAllowed("only GET and HEAD are allowed"))
-            return
         try:
+            if method not in GET_HEAD:
+                raise MethodNotAllowed(self.method_detail)
             request, preset = self._checked(scope)
             auto = request.fmt == AUTO
             if auto:
                 request = await self._negotiate(scope, request)
             key, blob, tier, timings = await self.variants.serve(request, preset)
-        except ImgproxyError as exc:
+        except Exception as exc:
             if isinstance(exc, BadRequest) and (location := canonical_location(self.keys, scope)) is not None:
                 OUTCOME["redirect"].inc()
                 await send_redirect(send, location)
                 return
-            if isinstance(exc, NotFound):
-                exc.max_age = self.not_found_max_age
-            REQUESTS.labels(exc.error).inc()
-            note_error(scope, exc.error)
-            await send_error(send, exc, head=method == "HEAD")
-            return
-        except Exception:  # a bug, not bad input: say so, keep serving
-            log.exception("unhandled error (category: bug) for %s", scope.get("path"))
-            REQUESTS.labels("internal").inc()
-            note_error(scope, "internal")
-            await send_error(send, ImgproxyError("internal error"), head=method == "HEAD")
+            await self.fail(scope, send, exc)
             return
         record = scope.get(RECORD)
         if record is not None:
             record.tier = tier
         headers = (self.auto_headers if auto else self.headers).get(key, blob, OUTPUTS[request.fmt].mime)
-        if _not_modified(scope, blob.etag):
+        if not_modified(scope, blob.etag):
             OUTCOME["not_modified"].inc()
             await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(headers)})
-            await send({"type": "http.response.body", "body": b""})
+            await send({"type": "http.response.body", "body": b""})  # send_not_modified's, inlined
             return
         OUTCOME[tier].inc()
         extra = [_TIER[tier]] if timings is None else [_TIER[tier], server_timing(timings)]
@@ -123,23 +103,11 @@ class VariantEndpoint:
 
     def _check(self, raw: bytes, query: bytes) -> tuple[VariantRequest, Preset]:
         signature = signature_from_query(query)
-        try:
-            path = raw[len(_PREFIX):].decode("ascii")
-        except UnicodeDecodeError:
-            raise BadRequest("the path must be ASCII") from None
+        path = self.path(raw)
         request = parse_path(path)  # the shape first: a malformed URL is 400 whatever its signature
-        if not verify(self.keys, path, signature):
-            raise Forbidden("bad signature")
+        self.check_signature(path, signature)
         preset = self.presets.get(request.preset)
         if preset is None:
             raise NotFound(f"unknown preset {request.preset!r}")
         check_modifiers(request.width, request.focus, preset)  # 400: a width off the ladder, ...
         return request, preset
-
-
-def _not_modified(scope: Scope, etag: str) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"if-none-match":
-            tags = [t.strip().removeprefix("W/") for t in value.decode("latin-1").split(",")]
-            return "*" in tags or etag in tags
-    return False

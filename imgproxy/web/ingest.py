@@ -21,9 +21,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import parse_qsl
 
-from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound
+from ..errors import BadRequest, Forbidden, ImgproxyError, NotFound
 from ..ingest import Ingest
-from .responses import Receive, Scope, Send, send_error
+from .responses import Receive, Scope, Send
+from .skeleton import Endpoint, raw_path
 
 log = logging.getLogger("imgproxy")
 PREFIX = "/o/"
@@ -38,31 +39,26 @@ class ClientGone(Exception):
     """The client disconnected before the body ended."""
 
 
-class IngestEndpoint:
+class IngestEndpoint(Endpoint):
+    prefix = PREFIX.encode()
+    methods = frozenset({"PUT"})
+    method_detail = "uploads are PUT"
+
     def __init__(self, tokens: Sequence[str], ingest: Ingest | None) -> None:
         self.tokens = tuple(token.encode() for token in tokens)
         self.ingest = ingest
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.tokens or self.ingest is None:
+            raise NotFound("uploads are off: no IMGPROXY_INGEST_TOKENS set")
+        self._authorize(scope)
+        id, replace, render, wait = self._parse(scope)
         try:
-            if not self.tokens or self.ingest is None:
-                raise NotFound("uploads are off: no IMGPROXY_INGEST_TOKENS set")
-            if scope["method"] != "PUT":
-                raise MethodNotAllowed("uploads are PUT")
-            self._authorize(scope)
-            id, replace, render, wait = self._parse(scope)
             status, body = await self.ingest.put(
                 id, _body(receive), declared=_content_length(scope), replace=replace, render=render, wait=wait,
                 base_url=_base_url(scope))
         except ClientGone:
             log.info("upload to %s abandoned by the client: nothing stored", scope["path"])
-            return
-        except ImgproxyError as exc:
-            await send_error(send, exc)
-            return
-        except Exception:
-            log.exception("unhandled error (category: bug) for PUT %s", scope.get("path"))
-            await send_error(send, ImgproxyError("internal error"))
             return
         data = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": status, "headers": [
@@ -85,11 +81,7 @@ class IngestEndpoint:
 
     def _parse(self, scope: Scope) -> tuple[str, bool, list[str] | None, bool]:
         """The id, ``replace``, ``render`` (None: the configured list) and ``wait``."""
-        raw = scope.get("raw_path") or scope["path"].encode()
-        try:
-            id = raw[len(PREFIX):].decode("ascii")
-        except UnicodeDecodeError:
-            raise BadRequest("the path must be ASCII") from None
+        id = self.path(raw_path(scope))
         if "%" in id:
             raise BadRequest("an id holds no percent-escapes")
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))

@@ -18,7 +18,6 @@ sniffed from the first bytes, not trusted from the key; the name in
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import re
 import time
@@ -26,15 +25,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, Unsupported
-from ..metrics import REQUESTS
-from ..signing import verify
+from ..errors import Forbidden, ImgproxyError, Unsupported
 from ..stores import Downloads, Located
 from ..urls import ORIGINAL_PREFIX, OriginalRequest, parse_original
-from .responses import Receive, Scope, Send, send_error
+from .responses import Receive, Scope, Send
+from .skeleton import Endpoint, not_modified, raw_path
 
 log = logging.getLogger("imgproxy")
-_PREFIX = ORIGINAL_PREFIX.encode()
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 #: Magic bytes -> type. The body is served as it is, so the type says what it
@@ -108,45 +105,28 @@ class RangeNotSatisfiable(ImgproxyError):
         self.size = size
 
 
-class OriginalsEndpoint:
+class OriginalsEndpoint(Endpoint):
+    prefix = ORIGINAL_PREFIX.encode()
+
     def __init__(self, keys: Sequence[str], store: object) -> None:
         self.keys = tuple(keys)
         self.store: Downloads | None = store if hasattr(store, "locate") else None  # type: ignore[assignment]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        head = method == "HEAD"
-        try:
-            if method not in ("GET", "HEAD"):
-                raise MethodNotAllowed("only GET and HEAD are allowed")
-            request = self._check(scope)
-            if self.store is None:
-                raise Unsupported("this originals store cannot stream downloads")
-            found = await self.store.locate(request.id)
-            await self._send(scope, send, request, found, head)
-        except RangeNotSatisfiable as exc:
-            body = json.dumps(exc.body()).encode()
-            await send({"type": "http.response.start", "status": 416, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                (b"content-range", f"bytes */{exc.size}".encode()), (b"cache-control", b"no-store")]})
-            await send({"type": "http.response.body", "body": b"" if head else body})
-        except ImgproxyError as exc:
-            REQUESTS.labels(exc.error).inc()
-            await send_error(send, exc, head=head)
-        except Exception:  # a bug, not bad input: say so, keep serving
-            log.exception("unhandled error (category: bug) for %s", scope.get("path"))
-            REQUESTS.labels("internal").inc()
-            await send_error(send, ImgproxyError("internal error"), head=head)
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = self._check(scope)
+        if self.store is None:
+            raise Unsupported("this originals store cannot stream downloads")
+        found = await self.store.locate(request.id)
+        await self._send(scope, send, request, found, scope["method"] == "HEAD")
+
+    def error_headers(self, exc: ImgproxyError) -> Sequence[tuple[bytes, bytes]]:
+        if isinstance(exc, RangeNotSatisfiable):
+            return [(b"content-range", f"bytes */{exc.size}".encode())]
+        return ()
 
     def _check(self, scope: Scope) -> OriginalRequest:
-        raw: bytes = scope.get("raw_path") or scope["path"].encode()
-        try:
-            path = raw[len(_PREFIX):].decode("ascii")
-        except UnicodeDecodeError:
-            raise BadRequest("the path must be ASCII") from None
-        request = parse_original(path, scope.get("query_string", b""))
-        if not verify(self.keys, request.canonical, request.signature):
-            raise Forbidden("bad signature")
+        request = parse_original(self.path(raw_path(scope)), scope.get("query_string", b""))
+        self.check_signature(request.canonical, request.signature)
         if request.expires <= time.time():
             raise Forbidden("the link has expired")
         return request
@@ -163,12 +143,12 @@ class OriginalsEndpoint:
         ]
         if found.mtime is not None:
             headers.append((b"last-modified", email.utils.formatdate(found.mtime, usegmt=True).encode()))
-        request_headers = _headers(scope)
-        if _matches(request_headers.get("if-none-match", ""), found.etag):
+        if not_modified(scope, found.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
         span = None
+        request_headers = _headers(scope)
         if "range" in request_headers and request_headers.get("if-range", found.etag) == found.etag:
             span = byte_range(request_headers["range"], found.size)
         start, end = span if span is not None else (0, found.size - 1)
@@ -208,8 +188,3 @@ def _headers(scope: Scope) -> dict[str, str]:
     for name, value in scope["headers"]:
         out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return out
-
-
-def _matches(header: str, etag: str) -> bool:
-    tags = [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
-    return "*" in tags or etag in tags

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from collections.abc import Sequence
 
 from starlette.types import Receive, Scope, Send
 
@@ -56,12 +57,13 @@ class VariantHeaders:
         return headers
 
 
-def not_modified_headers(headers: tuple[tuple[bytes, bytes], ...]) -> Headers:
+def not_modified_headers(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
     return [h for h in headers if h[0] in _NOT_MODIFIED]
 
 
-def error_headers(exc: ImgproxyError, length: int, max_age: int | None = None) -> Headers:
-    """``max_age``, when given, replaces the error class's own (the 404 TTL setting)."""
+def error_headers(exc: ImgproxyError, length: int, max_age: int | None = None,
+                  extra: Sequence[tuple[bytes, bytes]] = ()) -> Headers:
+    """``max_age``, when given, replaces the error class's own (the 404 TTL setting); ``extra`` is appended."""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(length).encode()),
@@ -71,13 +73,15 @@ def error_headers(exc: ImgproxyError, length: int, max_age: int | None = None) -
         headers.append((b"retry-after", str(exc.retry_after).encode()))
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", b"GET, HEAD"))
+    headers.extend(extra)
     return headers
 
 
-async def send_error(send: Send, exc: ImgproxyError, head: bool = False, max_age: int | None = None) -> None:
+async def send_error(send: Send, exc: ImgproxyError, head: bool = False, max_age: int | None = None,
+                     extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(exc.body()).encode()
     await send({"type": "http.response.start", "status": exc.status,
-                "headers": error_headers(exc, len(body), max_age)})
+                "headers": error_headers(exc, len(body), max_age, extra)})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
