@@ -101,6 +101,8 @@ class App:
                                             auto=services.settings.auto_format)
             self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps)
             self.originals = OriginalsEndpoint(services.keys, services.originals)
+            for endpoint in (self.meta, self.originals):  # a missing original: one 404 lifetime everywhere
+                endpoint.not_found_max_age = self.settings.not_found_max_age
             uploads = _uploads(services)
             self.ingest = IngestEndpoint(self.settings.ingest_tokens, uploads)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",

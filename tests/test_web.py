@@ -173,3 +173,11 @@ async def test_a_starting_server_counts_its_503s(tmp_path: Path) -> None:
             r = await client.get(path)
             assert (r.status_code, r.json()["error"], r.headers["retry-after"]) == (503, "unavailable", "1")
             assert _errors("unavailable") == before + 1
+
+
+async def test_a_missing_original_is_one_404_lifetime_on_every_endpoint(client: httpx.AsyncClient) -> None:
+    """IMGPROXY_NOT_FOUND_MAX_AGE (default 10) on /v/, /meta/ and /o/ alike, not each copy's own."""
+    for path in (url(id="photos/missing"), meta_url(KEY, "photos/missing"),
+                 original_url(KEY, "photos/missing", int(time.time()) + 600)):
+        r = await client.get(path)
+        assert (r.status_code, r.headers["cache-control"]) == (404, "public, max-age=10"), path
