@@ -111,7 +111,7 @@ class RangeNotSatisfiable(ImgproxyError):
 class OriginalsEndpoint:
     def __init__(self, keys: Sequence[str], store: object) -> None:
         self.keys = tuple(keys)
-        self.store: Downloads | None = store if hasattr(store, "locate") else None  # type: ignore[assignment]
+        self.store: Downloads | None = store if isinstance(store, Downloads) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
