@@ -62,11 +62,6 @@ AUTO = "auto"
 AUTO_CHOICES = ("avif", "webp", "jpg", "png")
 
 
-def output(ext: str) -> OutputFormat:
-    """The format named ``ext``; KeyError if there is none."""
-    return OUTPUTS[ext]
-
-
 def mime_of(key: str) -> str:
     """The content type of a store key by its extension."""
     fmt = OUTPUTS.get(key.rpartition(".")[2])

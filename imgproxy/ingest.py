@@ -130,9 +130,9 @@ class Ingest:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
-        if not hasattr(services.originals, "write"):
+        if not isinstance(services.originals, OriginalFiles):
             raise MethodNotAllowed("this originals store cannot be written to (an HTTP origin)")
-        self.files = cast(OriginalFiles, services.originals)
+        self.files: OriginalFiles = services.originals
         self.spool = services.clients.spool()  # made now: a spool folder smaller than its budget is said at start-up
         self.tasks: set[asyncio.Task[FanOut | None]] = set()
 

@@ -4,7 +4,7 @@ The web app's lifespan, ``/healthz`` and the CLI commands that render without
 a server (warm-up, the queue consumer) all open the same services::
 
     async with open_services(settings) as services:
-        key, blob, tier = await services.variants.get(request, preset)
+        key, blob, tier, timings = await services.variants.serve(request, preset)
 
 Stores are picked from a table by the URL scheme of their setting; each
 implementation has an async ``open(url, settings, clients)`` class method,

@@ -156,12 +156,9 @@ class VariantService:
         self._seconds = {op: STORE_SECONDS.labels(kind, op) for op in ("get", "put", "lease")}
         self._seconds["fetch"] = STORE_SECONDS.labels(store_kind(self.originals), "fetch")
 
-    async def get(self, request: VariantRequest, preset: Preset) -> Served:
-        key, blob, tier, _ = await self.serve(request, preset)
-        return key, blob, tier
-
     async def serve(self, request: VariantRequest, preset: Preset) -> Timed:
-        """``get``, plus the render's :class:`Timings` for the request that rendered."""
+        """The variant: its key, its blob, the tier that answered (memory, store, render),
+        and the render's :class:`Timings` for the request that rendered."""
 
         async def render(original: Original, timings: Timings) -> tuple[bytes, dict[str, str]]:
             shaped = preset.at_width(request.width) if request.width else preset

@@ -204,10 +204,10 @@ async def test_slow_holder_after_takeover_serves_the_stored_variant(
         return VariantService(originals, store, NoMemoryTier(), _StubRenderer(body, seconds), Limits())  # type: ignore[arg-type]
 
     slow, fast = instance(b"slow", 4.0), instance(b"fast", 0.1)
-    slow_task = asyncio.ensure_future(slow.get(request, preset))
+    slow_task = asyncio.ensure_future(slow.serve(request, preset))
     await asyncio.sleep(0.3)  # the slow one holds the lease; it expires after ~2 s
-    (_, fast_variant, fast_tier), (_, slow_variant, _) = await asyncio.gather(
-        fast.get(request, preset), slow_task
+    (_, fast_variant, fast_tier, _), (_, slow_variant, _, _) = await asyncio.gather(
+        fast.serve(request, preset), slow_task
     )
     assert fast_tier == "render" and fast_variant.body == b"fast"
     assert slow_variant.body == b"fast", "the slow holder must serve what was stored"

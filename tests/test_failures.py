@@ -73,16 +73,16 @@ async def test_an_undecodable_variant_is_decoded_once_until_the_original_changes
     original.write_bytes(b"GIF89a...")
     for _ in range(3):
         with pytest.raises(Undecodable):
-            await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+            await v.serve(VariantRequest("thumbnail", "x", "webp"), PRESET)
     assert renderer.runs == 1
     # Another variant may decode less (the first frame only): it is tried.
-    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "jpg"), PRESET)
+    _, _, tier, _ = await v.serve(VariantRequest("thumbnail", "x", "jpg"), PRESET)
     assert tier == "render" and renderer.runs == 2
     renderer.errors.append(Undecodable("broken frame"))
     with pytest.raises(Undecodable):
-        await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+        await v.serve(VariantRequest("thumbnail", "x", "png"), PRESET)
     original.write_bytes(b"a new upload")  # new size and mtime: a new identity
-    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    _, _, tier, _ = await v.serve(VariantRequest("thumbnail", "x", "png"), PRESET)
     assert tier == "render" and renderer.runs == 4
 
 
@@ -98,7 +98,7 @@ async def test_unsupported_and_crashing_originals_are_refused_for_every_variant(
     (tmp_path / "o" / "x.jpg").write_bytes(b"?")
     for fmt in ("webp", "png", "avif", "jpg"):
         with pytest.raises(type(errors[0])) as info:
-            await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
+            await v.serve(VariantRequest("thumbnail", "x", fmt), PRESET)
         assert info.value.detail == errors[0].detail
     assert renderer.runs == runs
 
@@ -108,9 +108,9 @@ async def test_one_crash_is_confirmed_in_a_fresh_worker_before_it_is_blamed_on_t
     renderer = ScriptedRenderer(CRASH)
     v = variants(tmp_path, renderer)
     (tmp_path / "o" / "x.jpg").write_bytes(b"fine")
-    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    _, _, tier, _ = await v.serve(VariantRequest("thumbnail", "x", "webp"), PRESET)
     assert tier == "render" and renderer.runs == 2
-    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
+    _, _, tier, _ = await v.serve(VariantRequest("thumbnail", "x", "png"), PRESET)
     assert tier == "render" and renderer.runs == 3 and len(v.failed) == 0
 
 
@@ -123,15 +123,15 @@ async def test_repeated_render_timeouts_are_answered_at_once_for_a_while(tmp_pat
     (tmp_path / "o" / "x.png").write_bytes(b"1 x 99,000,000")
     for fmt in ("webp", "png"):  # two strikes, each a real render
         with pytest.raises(RenderTimeout):
-            await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
+            await v.serve(VariantRequest("thumbnail", "x", fmt), PRESET)
     assert renderer.runs == 2
     for fmt in ("webp", "avif", "jpg"):  # then every variant at once
         with pytest.raises(GatewayTimeout) as info:
-            await v.get(VariantRequest("thumbnail", "x", fmt), PRESET)
+            await v.serve(VariantRequest("thumbnail", "x", fmt), PRESET)
         assert info.value.status == 504 and info.value.extra == {"limit": "render_timeout"}
     assert renderer.runs == 2
     now[0] += TIMEOUT_SECONDS + 1  # and after a while it is tried again
-    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "jpg"), PRESET)
+    _, _, tier, _ = await v.serve(VariantRequest("thumbnail", "x", "jpg"), PRESET)
     assert tier == "render" and renderer.runs == 3
 
 
@@ -165,8 +165,8 @@ async def test_failures_that_are_not_the_inputs_fault_are_retried(tmp_path: Path
     v = variants(tmp_path, renderer)
     (tmp_path / "o" / "x.jpg").write_bytes(b"fine")
     with pytest.raises(type(error)):
-        await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
-    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+        await v.serve(VariantRequest("thumbnail", "x", "webp"), PRESET)
+    _, _, tier, _ = await v.serve(VariantRequest("thumbnail", "x", "webp"), PRESET)
     assert tier == "render" and renderer.runs == 2
 
 
@@ -176,8 +176,8 @@ async def test_too_large_is_remembered_per_variant(tmp_path: Path) -> None:
     (tmp_path / "o" / "x.jpg").write_bytes(b"fine")
     for _ in range(2):
         with pytest.raises(TooLarge):
-            await v.get(VariantRequest("thumbnail", "x", "png"), PRESET)
-    _, _, tier = await v.get(VariantRequest("thumbnail", "x", "webp"), PRESET)
+            await v.serve(VariantRequest("thumbnail", "x", "png"), PRESET)
+    _, _, tier, _ = await v.serve(VariantRequest("thumbnail", "x", "webp"), PRESET)
     assert tier == "render" and renderer.runs == 2
 
 

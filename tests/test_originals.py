@@ -25,6 +25,17 @@ VECTORS = json.loads((Path(__file__).parent / "vectors" / "meta_and_originals.js
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 
 
+def test_which_stores_can_be_downloaded_copied_and_written_is_a_runtime_checked_protocol() -> None:
+    from imgproxy.stores import Downloads, OriginalFiles
+    from imgproxy.stores.http import HttpOriginals
+    from imgproxy.stores.local import LocalOriginals
+    from imgproxy.stores.s3 import S3Originals
+
+    assert all(issubclass(store, Downloads) for store in (LocalOriginals, S3Originals, HttpOriginals))
+    assert issubclass(LocalOriginals, OriginalFiles) and issubclass(S3Originals, OriginalFiles)
+    assert not issubclass(HttpOriginals, OriginalFiles)  # GET /o/ streams from it; copy and PUT refuse it
+
+
 def _link(server: Server, id: str, seconds: int = 3600, inline: bool = False) -> str:
     return original_url(KEY, id, int(time.time()) + seconds, inline, server.base_url)
 

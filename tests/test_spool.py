@@ -135,3 +135,15 @@ def test_the_default_spool_is_not_a_dev_shm_smaller_than_the_budget(tmp_path: Pa
         pytest.skip("no writable /dev/shm here")
     assert Spool(shm + 1).parent == tempfile.gettempdir()
     assert Spool(shm).parent == "/dev/shm"
+
+
+def test_the_render_pool_folder_is_chosen_by_the_spool_s_rule() -> None:
+    """One choice of /dev/shm or the temp folder, for the spool and the pool's private folder."""
+    from imgproxy.stores.spool import memory_folder
+    from imgproxy.workers.pool import PoolKeeper
+
+    keeper = PoolKeeper(1, 0, 512, 10, 1)  # not entered: no process started
+    try:
+        assert str(keeper.folder.parent) == memory_folder()
+    finally:
+        keeper.folder.rmdir()

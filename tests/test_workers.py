@@ -15,6 +15,7 @@ from imgproxy.errors import GatewayTimeout, TooLarge, Unavailable, Undecodable
 from imgproxy.presets import Preset
 from imgproxy.render import Limits, RenderJob, Source
 from imgproxy.workers import ProcessRenderer, ThreadRenderer
+from imgproxy.workers.codec import MAX_JOB
 
 SMALL = Preset(name="small", width=64, height=64)
 LARGE = Preset(name="large", width=4000, height=4000)
@@ -63,14 +64,17 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
-async def test_renders_a_path_and_fetched_bytes(renderer: ProcessRenderer) -> None:
-    path = corpus("exif/" + sorted(os.listdir(corpus("exif")))[0])
+async def test_renders_a_path_and_small_bytes(renderer: ProcessRenderer) -> None:
+    path = corpus("exif/exifsamples__Canon_40D.jpg")
     from_path = await renderer.render(job(path))
+    # Bytes travel inside the job (the health probe's); fetched originals are spool files.
     from_bytes = await renderer.render(RenderJob(Source(data=path.read_bytes()), SMALL, "webp", Limits()))
     assert from_path.body[:4] == b"RIFF" and from_path.body[8:12] == b"WEBP"
     assert (from_bytes.width, from_bytes.height) == (from_path.width, from_path.height)
-    spool = renderer._staging.dir
-    assert spool is not None and os.listdir(spool) == []  # the copy is gone
+    [pid] = renderer.pids
+    with pytest.raises(ValueError, match="as a file"):  # a bug, refused before it reaches a worker
+        await renderer.render(RenderJob(Source(data=bytes(MAX_JOB)), SMALL, "webp", Limits()))
+    assert renderer.pids == [pid] and renderer.idle == 1
 
 
 async def test_bad_input_is_a_4xx_and_keeps_the_worker(renderer: ProcessRenderer) -> None:
@@ -214,3 +218,12 @@ async def test_a_render_past_its_cpu_cap_is_422_and_the_worker_replaced() -> Non
         assert r.pids != [pid] and (await r.render(small)).width > 0
     finally:
         await r.aclose()
+
+
+def test_one_restart_backoff_for_workers_and_the_pool() -> None:
+    from imgproxy.workers.base import restart_delay
+
+    delays = [0.0]
+    for _ in range(9):
+        delays.append(restart_delay(delays[-1]))
+    assert delays[1:] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]

@@ -55,14 +55,13 @@ async def running(r: RemoteRenderer, work: RenderJob) -> asyncio.Task:  # type: 
     return task
 
 
-async def test_renders_paths_and_fetched_bytes_and_shows_its_workers(
+async def test_renders_paths_and_small_bytes_and_shows_its_workers(
         pool: tuple[PoolKeeper, RemoteRenderer]) -> None:
     k, r = pool
-    path = corpus("exif/" + sorted(os.listdir(corpus("exif")))[0])
+    path = corpus("exif/exifsamples__Canon_40D.jpg")
     from_path = await r.render(job(path))
     from_bytes = await r.render(RenderJob(Source(data=path.read_bytes()), job(path).preset, "webp", Limits()))
     assert from_path.body[8:12] == b"WEBP" and from_bytes.width == from_path.width
-    assert r._staging.dir is not None and os.listdir(r._staging.dir) == []  # staged here, then gone
     [pid] = r.pids
     assert pid in descendants(k._proc.pid) and r.idle == 1  # type: ignore[union-attr]
     assert oct(k.folder.stat().st_mode & 0o777) == "0o700"

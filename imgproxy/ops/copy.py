@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -178,9 +178,9 @@ async def copy(src: OriginalFiles, dst: OriginalFiles, prefix: str = "", concurr
 
 
 def _files(store: Any, url: str) -> OriginalFiles:
-    if not all(hasattr(store, name) for name in ("stat", "read", "write")):
+    if not isinstance(store, OriginalFiles):
         raise Unavailable(f"{url}: only file:// and s3:// stores can be copied from or to")
-    return cast(OriginalFiles, store)
+    return store
 
 
 async def _run(args: argparse.Namespace) -> Summary:

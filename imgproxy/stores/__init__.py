@@ -7,7 +7,7 @@ never branch on the kind of store::
     s3://bucket/prefix         -> stores.s3.S3Originals / S3Variants
     https://host/prefix/       -> stores.http.HttpOriginals
 
-(the table is in :mod:`imgproxy.app`). Each implementation has an async
+(the table is in :mod:`imgproxy.services`). Each implementation has an async
 ``open(url, settings, clients)`` class method; network stores take their
 client from :class:`imgproxy.clients.Clients`, one per process.
 
@@ -27,7 +27,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Collection, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import anyio
@@ -93,9 +93,10 @@ class ObjectStat:
     sha256: str | None = None  # hex, where one was recorded on write (ingest does)
 
 
+@runtime_checkable
 class OriginalFiles(Protocol):
-    """Originals as whole objects by store key, for ``imgproxy copy`` (local and S3;
-    an HTTP origin is not one)."""
+    """Originals as whole objects by store key, for ``imgproxy copy`` and uploads (local
+    and S3; an HTTP origin is not one: ``isinstance(store, OriginalFiles)`` says which)."""
 
     def list_keys(self, prefix: str = "") -> AsyncIterator[str]: ...
 
@@ -134,8 +135,10 @@ class Located:
     mtime: float | None = None
 
 
+@runtime_checkable
 class Downloads(Protocol):
-    """Originals streamed to clients as they are (``GET /o/``): local, S3, HTTP."""
+    """Originals streamed to clients as they are (``GET /o/``): local, S3, HTTP
+    (``isinstance(store, Downloads)`` says whether a store is one)."""
 
     async def locate(self, id: str) -> Located:
         """The original for ``id``, whatever its size; raises NotFound."""

@@ -80,13 +80,18 @@ class Spool:
             self._dir = None
 
 
+def memory_folder(need: int = 0) -> str:
+    """``/dev/shm`` when it is writable and holds ``need`` bytes, else the temp folder:
+    the one place that picks where the server's transient files go (this spool, the
+    render pool's private folder)."""
+    shm = _size(_SHM) if os.access(_SHM, os.W_OK) else None
+    return _SHM if shm is not None and shm >= need else tempfile.gettempdir()
+
+
 def _folder(directory: str, budget: int) -> str:
-    """``directory``, else /dev/shm when it is writable and holds the budget, else the temp folder;
-    a folder smaller than the budget is named in a warning (this runs at start-up)."""
-    folder = directory
-    if not folder:
-        shm = _size(_SHM) if os.access(_SHM, os.W_OK) else None
-        folder = _SHM if shm is not None and shm >= budget else tempfile.gettempdir()
+    """``directory``, else :func:`memory_folder` for the budget; a folder smaller than
+    the budget is named in a warning (this runs at start-up)."""
+    folder = directory or memory_folder(budget)
     size = _size(folder)
     if size is not None and size < budget:
         log.warning("spool folder %s holds %d MiB, less than IMGPROXY_ORIGINALS_BUDGET_MB (%d MiB): "

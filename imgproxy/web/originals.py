@@ -110,7 +110,7 @@ class OriginalsEndpoint(Endpoint):
 
     def __init__(self, keys: Sequence[str], store: object) -> None:
         self.keys = tuple(keys)
-        self.store: Downloads | None = store if hasattr(store, "locate") else None  # type: ignore[assignment]
+        self.store: Downloads | None = store if isinstance(store, Downloads) else None
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = self._check(scope)

@@ -21,7 +21,7 @@ job of :mod:`imgproxy.render.jobs`, ``await render(job)``, ``pending``,
   (:mod:`.pool`, a ``ProcessRenderer`` of N x ``concurrency`` workers) that
   every server process submits jobs to over a Unix socket, so a keep-alive
   connection pinned to one server process can use every worker. The server
-  process keeps admission, staging, the deadline and decoding the worker's
+  process keeps admission, the deadline and decoding the worker's
   reply, so outcomes are those of ``ProcessRenderer``; hanging up stops the
   job in the pool; a dead pool is 503 until ``serve`` has started another.
 
@@ -35,9 +35,10 @@ in the background and the server keeps serving; how a request ends when its
 worker dies is the table under "Isolated rendering" in docs/HOSTILE_INPUT.md.
 
 Originals reach a worker without copies through the socket: a local store's
-file by its path, an original fetched from S3 or HTTP by its spool file
-(:mod:`imgproxy.stores.spool`), other bytes as a file in ``/dev/shm`` (shared
-memory) that is unlinked when the render ends.
+file by its path, an original fetched from S3 or HTTP or uploaded by its spool
+file (:mod:`imgproxy.stores.spool`). Only a source of a few bytes (the health
+check's 2x2 PNG) travels inside the job; one over :data:`.codec.MAX_JOB` is
+refused before it is sent.
 
 ``process`` is the default. ``bench/profilers/isolation.py`` (40 renders of a 2 MP JPEG
 to 1200px WebP through a real server, 2 at a time, modes alternating) could

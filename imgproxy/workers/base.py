@@ -11,6 +11,16 @@ from ..render import FanoutJob, Job, Rendered, RenderJob, Result
 
 R = TypeVar("R", bound=Result)
 
+#: Restarting what keeps failing to start (a worker, the render pool): the first
+#: retry after this many seconds, each next one twice as late, never later than the last.
+RESTART_FIRST, RESTART_LAST = 0.5, 30.0
+
+
+def restart_delay(previous: float) -> float:
+    """How long to wait before the next try to start a worker or the pool, after
+    waiting ``previous`` seconds (0: none yet) before the one that just failed."""
+    return min(max(previous * 2, RESTART_FIRST), RESTART_LAST)
+
 
 class RendererBase:
     """``concurrency`` jobs run and ``queue`` more wait; past that, 503.

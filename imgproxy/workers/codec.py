@@ -14,17 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import struct
 import traceback
 from typing import Any
 
 from ..errors import ImgproxyError
-from ..render import Fanned, Probed, Rendered, Result
+from ..render import Fanned, Job, Probed, Rendered, Result
 
 JOB_HEADER = struct.Struct("!Q")  # parent -> worker: length, then the pickled job
 REPLY_HEADER = struct.Struct("!IQ")  # worker -> parent: meta and body lengths
 MAX_META = 64 * 1024
 MAX_BODY = 1 << 30
+#: A job names its original's file; only a tiny one (the health check's probe) carries bytes.
+MAX_JOB = 1 << 20
+
+
+def encode_job(job: Job) -> bytes:
+    """``job``'s frame for a worker or the pool (the server is trusted: pickle one way only).
+    Fetched originals are spool files, so a larger job is a bug, refused before it is sent."""
+    payload = pickle.dumps(job)
+    if len(payload) > MAX_JOB:
+        raise ValueError(f"a render job of {len(payload)} bytes: pass an original over "
+                         f"{MAX_JOB} bytes as a file, not as bytes")
+    return JOB_HEADER.pack(len(payload)) + payload
 
 
 def encode_reply(meta: dict[str, Any], body: bytes = b"") -> list[bytes]:

@@ -13,7 +13,7 @@ folder is private (0700) and holds ``sock``, where the pool listens, and
 
 One connection per job, frames as :mod:`.codec`'s::
 
-    server -> pool   !Q length, pickle of a job whose source is a path (the server is trusted)
+    server -> pool   !Q length, pickle of a job (:func:`.codec.encode_job`), relayed to a worker unread
     pool -> server   {"started": pid}                      a worker took it
                      {"reply": <worker meta>, "pid": pid}  + the worker's body, relayed
                      {"died": exit code, "pid": pid}       the worker died mid-job
@@ -39,7 +39,6 @@ import contextlib
 import logging
 import mmap
 import os
-import pickle
 import shutil
 import signal
 import socket
@@ -53,8 +52,9 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..render import Job
-from .codec import JOB_HEADER, encode_reply
+from ..stores.spool import memory_folder
+from .base import restart_delay
+from .codec import JOB_HEADER, MAX_JOB, encode_reply
 from .processes import ProcessRenderer, WorkerDied, worker_env
 
 log = logging.getLogger("imgproxy.workers")
@@ -67,7 +67,6 @@ _STATUS_HEAD = struct.Struct("=III")
 STATUS_SIZE = 4096
 _MAX_PIDS = (STATUS_SIZE - _STATUS_HEAD.size) // 4
 _STATUS_EVERY = 0.05
-_MAX_JOB = 1 << 20
 _START_TIMEOUT = 60.0
 
 
@@ -111,7 +110,7 @@ class Pool:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             size = JOB_HEADER.unpack(await reader.readexactly(JOB_HEADER.size))[0]
-            if size > _MAX_JOB:
+            if size > MAX_JOB:
                 return
             payload = await reader.readexactly(size)
             if self.jobs >= self.capacity:
@@ -120,7 +119,8 @@ class Pool:
                 return
             self.jobs += 1
             try:
-                await self._until_hangup(reader, self._run(pickle.loads(payload), writer))
+                # Relayed as it came: the pool does not need to read the job.
+                await self._until_hangup(reader, self._run(JOB_HEADER.pack(size) + payload, writer))
             finally:
                 self.jobs -= 1
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -142,12 +142,12 @@ class Pool:
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await job
 
-    async def _run(self, job: Job, writer: asyncio.StreamWriter) -> None:
+    async def _run(self, frame: bytes, writer: asyncio.StreamWriter) -> None:
         worker = await self.renderer.checkout()
         self.publish()
         writer.writelines(encode_reply({"started": worker.pid}))
         try:
-            meta, body = await self.renderer.exchange(worker, job)
+            meta, body = await self.renderer.exchange(worker, frame)
         except WorkerDied as died:
             writer.writelines(encode_reply({"died": died.code, "pid": died.pid}))
         else:
@@ -212,8 +212,7 @@ class PoolKeeper:
 
     def __init__(self, concurrency: int, queue: int, memory_mb: int, cpu_seconds: int,
                  vips_concurrency: int) -> None:
-        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        self.folder = Path(tempfile.mkdtemp(prefix="imgproxy-pool-", dir=base))  # 0700
+        self.folder = Path(tempfile.mkdtemp(prefix="imgproxy-pool-", dir=memory_folder()))  # 0700
         self._args = [str(self.folder), *(str(n) for n in (concurrency, queue, memory_mb,
                                                            cpu_seconds, vips_concurrency))]
         self._proc: subprocess.Popen[bytes] | None = None
@@ -273,14 +272,14 @@ class PoolKeeper:
                 _write_status(status, 0, 0, [])
             log.error("the render pool exited (%s); restarting it", code)
             # At once after a long run; backing off when it keeps dying (a crash loop).
-            delay = 0.0 if time.monotonic() - up_since > 60 else min(max(delay * 2, 0.5), 30.0)
+            delay = 0.0 if time.monotonic() - up_since > 60 else restart_delay(delay)
             while not self._stopping.wait(delay):
                 try:
                     self._proc = self._spawn()
                     up_since = time.monotonic()
                     break
                 except (OSError, RuntimeError) as exc:
-                    delay = min(max(delay * 2, 0.5), 30.0)
+                    delay = restart_delay(delay)
                     log.error("%s; retrying in %.1fs", exc, delay)
             else:
                 return

@@ -8,22 +8,18 @@ import asyncio
 import contextlib
 import logging
 import os
-import pickle
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import anyio
 
 from ..errors import ImgproxyError, Unavailable, Undecodable
-from ..render import Job, Result, Source
-from .base import RendererBase
-from .codec import JOB_HEADER, decode_result, read_reply
+from ..render import Job, Result
+from .base import RendererBase, restart_delay
+from .codec import decode_result, encode_job, read_reply
 
 log = logging.getLogger("imgproxy.workers")
 
@@ -53,8 +49,8 @@ class _Worker:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    async def send(self, payload: bytes) -> None:
-        self.writer.write(JOB_HEADER.pack(len(payload)) + payload)
+    async def send(self, frame: bytes) -> None:
+        self.writer.write(frame)
         await self.writer.drain()
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
@@ -86,33 +82,6 @@ class WorkerDied(Exception):
         return _death(self.code, self.pid)
 
 
-class Staging:
-    """Fetched bytes go to a worker as a file in shared memory, not down a socket."""
-
-    def __init__(self) -> None:
-        self.dir: str | None = None  # made on the first fetched original
-
-    async def stage(self, source: Source) -> tuple[Source, Path | None]:
-        """``source`` as a path a worker can open, and the file to unlink after the job."""
-        if source.data is None:
-            return source, None
-        if self.dir is None:
-            self.dir = _spool_dir()
-        fd, name = tempfile.mkstemp(dir=self.dir, prefix="src-")
-        path = Path(name)
-        try:
-            await anyio.to_thread.run_sync(_write_all, fd, source.data)
-        except BaseException:
-            os.unlink(name)
-            raise
-        return Source(path=name), path
-
-    def close(self) -> None:
-        if self.dir is not None:
-            with contextlib.suppress(OSError):
-                os.rmdir(self.dir)
-
-
 class ProcessRenderer(RendererBase):
     def __init__(self, concurrency: int, queue: int, timeout: float, memory_mb: int,
                  cpu_seconds: int, vips_concurrency: int = 1) -> None:
@@ -125,7 +94,6 @@ class ProcessRenderer(RendererBase):
         self._all: set[_Worker] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._staging = Staging()
 
     @property
     def workers(self) -> int:
@@ -145,13 +113,14 @@ class ProcessRenderer(RendererBase):
             self._idle.put_nowait(worker)
 
     async def run(self, job: Job, started: Callable[[], object] | None = None) -> Result:
+        frame = encode_job(job)
         worker: _Worker | None = None
         try:
             with anyio.fail_after(self.deadline(job)):
                 worker = await self.checkout()
                 if started is not None:
                     started()
-                return await self._run(worker, job)
+                return await self._run(worker, frame)
         except TimeoutError:
             raise self.too_slow(job, rendering=worker is not None) from None
 
@@ -163,27 +132,19 @@ class ProcessRenderer(RendererBase):
                 return worker
             self._replace(worker)  # died while idle: not this request's problem
 
-    async def _run(self, worker: _Worker, job: Job) -> Result:
+    async def _run(self, worker: _Worker, frame: bytes) -> Result:
         try:
-            source, staged = await self._staging.stage(job.source)
-        except BaseException:
-            self._idle.put_nowait(worker)
-            raise
-        try:
-            meta, body = await self.exchange(worker, replace(job, source=source))
+            meta, body = await self.exchange(worker, frame)
         except WorkerDied as died:
             raise died.error() from None
-        finally:
-            if staged is not None:
-                staged.unlink(missing_ok=True)
         return decode_result(meta, body, worker.pid)
 
-    async def exchange(self, worker: _Worker, job: Job) -> tuple[dict[str, Any], bytes]:
-        """Run ``job`` (its source a path) on a checked-out ``worker``; its reply
+    async def exchange(self, worker: _Worker, frame: bytes) -> tuple[dict[str, Any], bytes]:
+        """Run the job in ``frame`` (:func:`encode_job`) on a checked-out ``worker``; its reply
         frame, undecoded. The worker goes back idle or is replaced; cancelling
         kills it. Raises :class:`WorkerDied`."""
         try:
-            await worker.send(pickle.dumps(job))
+            await worker.send(frame)
             meta, body = await worker.receive()
         except asyncio.CancelledError:  # the deadline (or shutdown): stop the render
             worker.kill()
@@ -215,7 +176,7 @@ class ProcessRenderer(RendererBase):
                 self._idle.put_nowait(await self._spawn())
                 return
             except (OSError, RuntimeError) as exc:
-                delay = min(max(delay * 2, 0.5), 30.0)
+                delay = restart_delay(delay)
                 log.error("cannot start a render worker (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 
@@ -265,7 +226,6 @@ class ProcessRenderer(RendererBase):
         # 4. close: each worker exits on EOF; stragglers are killed.
         workers, self._all = list(self._all), set()
         await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
-        self._staging.close()
 
 
 def _death(code: int | None, pid: int) -> ImgproxyError:
@@ -301,12 +261,3 @@ def worker_env() -> dict[str, str]:
     return {name: value for name, value in os.environ.items()
             if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)}
 
-
-def _spool_dir() -> str:
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    return tempfile.mkdtemp(prefix="imgproxy-src-", dir=base)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)

@@ -1,8 +1,7 @@
 """A server process's end of the machine's render pool (:mod:`.pool`).
 
 Same interface and outcomes as :class:`ProcessRenderer`: ``admit()`` bounds
-this process's renders before it fetches originals, fetched bytes are staged
-in shared memory here (:class:`Staging`), a worker's reply is decoded here
+this process's renders before it fetches originals, a worker's reply is decoded here
 (:func:`decode_result`, :meth:`WorkerDied.error`), and ``render_timeout``
 runs here, so ``started`` tells a slow render (the input's cost) from a long
 wait (load). A pool that cannot be reached, or dies mid-job, is a 503.
@@ -14,9 +13,7 @@ import asyncio
 import logging
 import mmap
 import os
-import pickle
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +22,9 @@ import anyio
 from ..errors import Unavailable
 from ..render import Job, Result
 from .base import RendererBase
-from .codec import JOB_HEADER, MAX_META, decode_result, read_reply
+from .codec import MAX_META, decode_result, encode_job, read_reply
 from .pool import SOCKET, STATUS, STATUS_SIZE, read_status
-from .processes import Staging, WorkerDied
+from .processes import WorkerDied
 
 log = logging.getLogger("imgproxy.workers")
 
@@ -41,7 +38,6 @@ class RemoteRenderer(RendererBase):
         self._socket = str(Path(folder) / SOCKET)
         self._status_path = Path(folder) / STATUS
         self._status: mmap.mmap | None = None
-        self._staging = Staging()
 
     def _counters(self) -> tuple[int, int, list[int]]:
         if self._status is None:
@@ -77,25 +73,20 @@ class RemoteRenderer(RendererBase):
             if started is not None:
                 started()
 
-        staged: Path | None = None
+        frame = encode_job(job)
         try:
             with anyio.fail_after(self.deadline(job)):
-                source, staged = await self._staging.stage(job.source)
-                meta, body, pid = await self._submit(replace(job, source=source), begin)
+                meta, body, pid = await self._submit(frame, begin)
         except TimeoutError:
             raise self.too_slow(job, rendering=bool(rendering)) from None
-        finally:
-            if staged is not None:
-                staged.unlink(missing_ok=True)
         return _outcome(meta, body, pid)
 
-    async def _submit(self, job: Job, begin: Callable[[], None]) -> tuple[dict[str, Any], bytes, int]:
-        """The pool's reply to ``job``; 503 when it is full, unreachable or dies."""
+    async def _submit(self, frame: bytes, begin: Callable[[], None]) -> tuple[dict[str, Any], bytes, int]:
+        """The pool's reply to the job in ``frame``; 503 when it is full, unreachable or dies."""
         try:
             reader, writer = await asyncio.open_unix_connection(self._socket, limit=1 << 20)
             try:  # closing the connection, on any way out, stops the job in the pool
-                payload = pickle.dumps(job)
-                writer.write(JOB_HEADER.pack(len(payload)) + payload)
+                writer.write(frame)
                 await writer.drain()
                 meta, _ = await read_reply(reader)
                 if "refused" in meta:
@@ -112,7 +103,6 @@ class RemoteRenderer(RendererBase):
 
     async def aclose(self) -> None:
         self._closed = True
-        self._staging.close()
         if self._status is not None:
             self._status.close()
 
