@@ -32,13 +32,18 @@ from .common import each, emit, size, variant_store
 DIGEST = re.compile(r"^[0-9a-f]{12}$")
 
 
+def is_variant_folder(name: str, digest: str) -> bool:
+    """Whether ``<name>/<digest>/`` is a variant folder (``_meta/``, ``.leases/``… are not)."""
+    return bool(NAME.fullmatch(name) and DIGEST.fullmatch(digest))
+
+
 async def variant_folders(store: VariantStore, names: list[str] | None = None) -> AsyncIterator[tuple[str, str]]:
     """``(preset, digest)`` of every variant folder (of the presets ``names``, if given)."""
     for name in names if names is not None else [n async for n in store.folders("")]:
         if not NAME.fullmatch(name):
             continue
         async for digest in store.folders(f"{name}/"):
-            if DIGEST.fullmatch(digest):
+            if is_variant_folder(name, digest):
                 yield name, digest
 
 
