@@ -236,6 +236,12 @@ def test_purge_deletes_every_format_and_digest_of_an_id(store: Store, tmp_path: 
                             ".leases/web/x.webp"}
     assert variants  # the rest is untouched
     assert run("purge", "../etc/passwd", env=env).returncode == 2
+    typo = run("purge", "gallery/2", "--preset", "nope", env=env)
+    assert typo.returncode == 2 and "unknown preset 'nope'" in typo.stderr, typo
+    kept = store.keys()
+    assert f"web/{WEB}/gallery/2.webp" in kept
+    assert run("purge", "gallery/2", "--preset", "small", env=env).returncode == 0  # current, no folder yet
+    assert run("purge", "x/y", "--preset", "gone", env=env).returncode == 0  # removed, its folder remains
 
 
 def test_gc_lists_stale_variants_and_deletes_them_only_with_apply(store: Store, tmp_path: Path):
