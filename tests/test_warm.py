@@ -103,6 +103,11 @@ def test_via_a_server_keeps_the_http_mode(gallery: Path) -> None:
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["outcomes"] == {"render": 2}
         assert server.metric("imgproxy_renders_total") == 2
+        out = warm(gallery, "gallery/42/p0", "gallery/42/missing", "--presets", "thumbnail", "--formats", "webp",
+                   "--via", server.base_url)
+        assert out.returncode == 1
+        assert ": 0 rendered, 0 already stored, 1 from memory, 1 failed (1 × 404)" in out.stdout, out.stdout
+        assert "{" not in out.stdout and "404 http" in out.stderr  # the failed URL, on a line of its own
     finally:
         server.stop()
 
