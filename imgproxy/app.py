@@ -159,7 +159,9 @@ class App:
         services = self.services
         if services is None:
             return JSONResponse({"status": "starting"}, status_code=503, headers={"cache-control": "no-store"})
-        return HTMLResponse(gallery.page(services.keys[0], services.presets), headers={"cache-control": "no-store"})
+        samples = await gallery.samples_in(services.originals)
+        return HTMLResponse(gallery.page(services.keys[0], services.presets, samples),
+                            headers={"cache-control": "no-store"})
 
     async def metrics(self, request: Request) -> Response:
         body, content_type = exposition()

@@ -129,11 +129,11 @@ def _formats(report: Report) -> None:
         for name, status in results.items():
             if kind == "output" and name not in OUTPUTS:
                 continue  # a format libvips may write that we do not offer
-            # "yes" was tried; a decoder's version means present but not tried
-            # (nothing here makes a sample); "no (...)" failed.
-            level = "ok" if status.startswith("yes") else "FAIL" if status.startswith("no") else "warn"
-            report.add(level, f"{kind} {name}", "decodes" if level == "ok" and kind == "input"
-                       else "encodes" if level == "ok" else status)
+            # "yes" was tried; "has <decoder>" is HEIC's decoder found (nothing
+            # here encodes a HEVC sample); "no (...)" failed.
+            level = "ok" if status.startswith(("yes", "has ")) else "FAIL" if status.startswith("no") else "warn"
+            detail = status if status.startswith("has ") else "decodes" if kind == "input" else "encodes"
+            report.add(level, f"{kind} {name}", detail if level == "ok" else status)
     missing = set(OUTPUTS) - set(found["outputs"])
     if missing:
         report.add("FAIL", "outputs", f"not tried: {sorted(missing)}")

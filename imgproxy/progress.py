@@ -1,9 +1,11 @@
 """What a batch command has done so far (:class:`Tally`) and how it is shown.
 
-On a terminal, a rich progress bar on stderr: originals and variants done,
-rate and ETA. Otherwise a plain line every few seconds, so logs of a long
-backfill show it moving without control characters. The summary at the end
-is a few lines of text, or one JSON object with ``--json``.
+On a terminal, a rich progress bar on stderr: originals done and ETA, then
+variants and rate as far as the terminal is wide (80 columns show the
+variants for ordinary counts; the count and ETA are never cut). Otherwise a
+plain line every few seconds, so logs of a long backfill show it moving
+without control characters. The summary at the end is a few lines of text,
+or one JSON object with ``--json``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ImgproxyError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
 PLAIN_EVERY = 5.0  # seconds between plain progress lines
+BAR_WIDTH = 14  # columns of the bar itself; the text beside it gets the rest
 SHOWN_FAILURES = 20  # failed originals named in the text summary
 
 
@@ -66,11 +73,15 @@ class Tally:
             "failures": self.failures,
         }
 
+    def seconds_left(self) -> float | None:
+        rate = self.originals_done / max(self.seconds, 1e-9)
+        return (self.originals - self.originals_done) / rate if rate else None
+
     def line(self) -> str:
         took = max(self.seconds, 1e-9)
         rate = self.originals_done / took
-        left = (self.originals - self.originals_done) / rate if rate else float("inf")
-        eta = f"ETA {left:.0f}s" if left != float("inf") else "ETA ?"
+        left = self.seconds_left()
+        eta = f"ETA {left:.0f}s" if left is not None else "ETA ?"
         return (f"{self.originals_done}/{self.originals} originals, {self.rendered} rendered, "
                 f"{self.skipped} skipped, {self.failed} failed, {rate:.1f} originals/s, "
                 f"{self.rendered / took:.1f} variants/s, {eta}")
@@ -112,22 +123,51 @@ async def _plain(tally: Tally, what: str) -> None:
         print(f"{what}: {tally.line()}", file=sys.stderr, flush=True)
 
 
+def bar_text(tally: Tally, width: int) -> str:
+    """What stands beside the bar, in ``width`` columns: the count and ETA always,
+    then as much of the rest as fits, most telling first (the rate last: the ETA
+    says what it is for)."""
+    left = tally.seconds_left()
+    eta = "ETA ?" if left is None else f"ETA {_clock(int(left))}"
+    text = f"{tally.originals_done}/{tally.originals} originals {eta}"
+    rate = tally.rendered / max(tally.seconds, 1e-9)
+    separator = " · "
+    for part in (f"{tally.rendered} rendered", f"{tally.failed} failed", f"{tally.skipped} skipped",
+                 f"{rate:.1f} variants/s"):
+        if len(text) + len(separator) + len(part) > width:
+            break
+        text += separator + part
+        separator = ", "
+    return text
+
+
+def _clock(seconds: int) -> str:
+    hours, minutes = seconds // 3600, seconds // 60 % 60
+    return f"{hours}:{minutes:02}:{seconds % 60:02}" if hours else f"{minutes}:{seconds % 60:02}"
+
+
+def progress_bar(what: str, console: Console) -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    return Progress(TextColumn(what), BarColumn(bar_width=BAR_WIDTH), TextColumn("{task.fields[text]}"),
+                    console=console, transient=False)
+
+
+def show_tally(bar: Progress, task: TaskID, what: str, tally: Tally) -> None:
+    beside = bar.console.width - len(what) - BAR_WIDTH - 2  # two column gaps
+    bar.update(task, completed=tally.originals_done, text=bar_text(tally, beside))
+
+
 @asynccontextmanager
 async def _bar(tally: Tally, what: str) -> AsyncIterator[None]:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("originals"),
-               TextColumn("{task.fields[variants]}"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(what, total=tally.originals, variants="", rate="")
+    with progress_bar(what, Console(stderr=True)) as bar:
+        task = bar.add_task(what, total=tally.originals, text="")
 
         async def refresh() -> None:
             while True:
-                took = max(tally.seconds, 1e-9)
-                bar.update(task, completed=tally.originals_done,
-                           variants=f"{tally.rendered} rendered, {tally.skipped} skipped, {tally.failed} failed",
-                           rate=f"{tally.originals_done / took:.1f}/s, {tally.rendered / took:.1f} variants/s")
+                show_tally(bar, task, what, tally)
                 await asyncio.sleep(0.2)
 
         updater = asyncio.create_task(refresh())
@@ -135,4 +175,4 @@ async def _bar(tally: Tally, what: str) -> AsyncIterator[None]:
             yield
         finally:
             updater.cancel()
-            bar.update(task, completed=tally.originals_done)
+            show_tally(bar, task, what, tally)

@@ -105,6 +105,7 @@ Producer = Callable[[Original, Timings], Awaitable[tuple[bytes, dict[str, str]]]
 
 #: Bumped when the metadata document's shape changes, so old documents are never served.
 META_VERSION = "v1"
+META_FOLDER = "_meta"
 
 
 def variant_key(request: VariantRequest, preset: Preset) -> str:
@@ -131,7 +132,7 @@ def meta_key(id: str, gps: bool) -> str:
     on, the document lives under another key, so turning the setting on or off
     never serves the other kind.
     """
-    return f"_meta/{META_VERSION}{'-gps' if gps else ''}/{id}.json"
+    return f"{META_FOLDER}/{META_VERSION}{'-gps' if gps else ''}/{id}.json"
 
 
 def store_kind(store: object) -> str:

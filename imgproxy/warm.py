@@ -205,8 +205,21 @@ async def _via(services: Services, base_url: str, ids: Sequence[str], targets: S
                           "variants_per_s": round(len(urls) / took, 2)}))
     else:
         print(f"warmed {len(ids)} originals, {len(urls)} variants in {took:.2f}s "
-              f"({len(ids) / took:.1f} originals/s): {counts}")
+              f"({len(ids) / took:.1f} originals/s): {via_outcomes(counts)}")
     return 0 if ok == len(urls) else 1
+
+
+def via_outcomes(counts: dict[str, int]) -> str:
+    """``{"render": 4, "store": 2, "404": 1}`` as a person reads it; each failed URL
+    was already printed on its own line."""
+    served = [(counts.get(tier, 0), words) for tier, words in
+              (("render", "rendered"), ("store", "already stored"), ("memory", "from memory"))]
+    failed = {k: v for k, v in counts.items() if k not in ("render", "store", "memory")}
+    text = ", ".join(f"{n} {words}" for n, words in served)
+    text += f", {sum(failed.values())} failed"
+    if failed:
+        text += " (" + ", ".join(f"{n} × {why}" for why, n in sorted(failed.items())) + ")"
+    return text
 
 
 async def _request_all(urls: list[str], concurrency: int) -> dict[str, int]:

@@ -84,6 +84,58 @@ def many_filters(n: int = 2000) -> bytes:
     return SVG % (b"<defs>" + f + b"</defs>" + b'<rect width="100" height="100" filter="url(#f)"/>' * n)
 
 
+def text_lines(megabytes: float = 3) -> bytes:
+    """Megabytes of text in short lines: each cheap, together 10-26 s of layout per variant."""
+    line = b'<text x="0" y="%d" font-size="9">lorem ipsum dolor sit amet, consectetur adipiscing elit</text>'
+    return SVG % b"".join(line % (n % 100) for n in range(int(megabytes * 1e6) // len(line)))
+
+
+def long_run(chars: int = 20_000) -> bytes:
+    """One unbroken run of text: librsvg lays it out in more than linear time (13 s here)."""
+    return SVG % (b'<text x="0" y="50">' + b"lorem ipsum " * (chars // 12) + b"</text>")
+
+
+def text_entities() -> bytes:
+    """A few bytes of entities that expand to megabytes of text."""
+    entities = b'<!ENTITY t0 "' + b"lorem ipsum " * 10 + b'">'
+    for n in range(1, 5):
+        entities += b'<!ENTITY t%d "' % n + b"&t%d;" % (n - 1) * 10 + b'">'
+    return (b"<?xml version='1.0'?><!DOCTYPE svg [" + entities + b"]>"
+            + SVG % b"<text>&t4;</text>")
+
+
+@pytest.mark.parametrize("make", [text_lines, long_run, text_entities])
+def test_svg_text_is_costed_by_its_length(make: Callable[[], bytes]) -> None:
+    from imgproxy.errors import TooLarge
+    from imgproxy.render.svgcost import check_svg_cost
+
+    data = make()
+    assert data.count(b"<") - data.count(b"</") < 100_000  # few elements: the element count let it by
+    started = time.monotonic()
+    with pytest.raises(TooLarge) as info:
+        check_svg_cost(data, 100_000)
+    assert info.value.extra["limit"] == "max_svg_elements" and time.monotonic() - started < 2
+    assert "text" in str(info.value)
+
+
+def test_ordinary_text_and_text_outside_text_elements_pass() -> None:
+    from imgproxy.render.svgcost import check_svg_cost
+
+    sentence = b"A sentence of ordinary length, about sixty characters long. "
+    paragraph = b'<text x="0" y="%d">' + sentence * 10 + b"</text>"
+    check_svg_cost(SVG % b"".join(paragraph % n for n in range(20)), 100_000)  # several pages of text
+    check_svg_cost(SVG % (b"<metadata>" + b"x" * 3_000_000 + b"</metadata><style>/*" + b"y" * 100_000
+                          + b"*/</style>"), 100_000)  # not laid out
+
+
+def test_svg_text_gets_413_from_a_real_server(server: Server) -> None:
+    (server.originals / "text.svg").write_bytes(text_lines())
+    started = time.monotonic()
+    r = server.get(server.url("thumbnail", "text", "png"))
+    assert r.status_code == 413 and r.json()["limit"] == "max_svg_elements", r.text
+    assert time.monotonic() - started < 5
+
+
 @pytest.mark.parametrize("make", [use_nesting, entity_nesting, deep_nesting, many_filters])
 def test_svg_work_is_bounded_before_librsvg_parses_it(make: Callable[[], bytes]) -> None:
     from imgproxy.errors import TooLarge

@@ -138,15 +138,49 @@ class Podman:
         return self.podman("images", "--format", "{{.Size}}", image).stdout.strip()
 
 
+def mounts_below(root: Path) -> list[Path]:
+    """Mount points at or below ``root``, deepest first (so each can be unmounted in turn)."""
+    root, found = root.resolve(), []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        # the 5th field; space, tab, newline and backslash come octal-escaped
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]))
+        if point == root or root in point.parents:
+            found.append(point)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def unmount_below(root: Path) -> None:
+    """Unmount what debootstrap mounted in ``root`` (/proc, /sys, /dev/pts…) and a killed run left.
+
+    Removing a tree with /proc (or a bind-mounted /dev) still mounted in it
+    fails, or worse, deletes through the mount; every later run then failed.
+    """
+    for point in mounts_below(root):
+        if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(point)], check=True, capture_output=True)
+    left = mounts_below(root)
+    assert not left, f"still mounted below {root}: {left}"
+
+
+def remove_rootfs(rootfs: Path) -> None:
+    """A stale (unfinished) rootfs removed for a fresh debootstrap, its mounts first."""
+    unmount_below(rootfs)
+    if rootfs.exists():
+        shutil.rmtree(rootfs)
+
+
 def make_base_image(podman: Podman) -> None:
     """debootstrap a bookworm minbase (kept in CACHE) and import it, unless it is there already."""
     if podman.podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
         return
     rootfs, done = CACHE / "rootfs", CACHE / "rootfs.done"
     if not done.exists():
-        shutil.rmtree(rootfs, ignore_errors=True)
-        podman.run("debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-                   "bookworm", str(rootfs), debian_mirror(), timeout=1200)
+        remove_rootfs(rootfs)
+        try:
+            podman.run("debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+                       "bookworm", str(rootfs), debian_mirror(), timeout=1200)
+        finally:
+            unmount_below(rootfs)  # debootstrap unmounts only when it succeeds
         # What every slim Debian image drops: downloaded packages and package lists.
         for junk in [*rootfs.glob("var/cache/apt/archives/*.deb"), *rootfs.glob("var/cache/apt/*.bin"),
                      *rootfs.glob("var/lib/apt/lists/*")]:
@@ -178,6 +212,59 @@ def build(podman: Podman) -> float:
         podman.podman("tag", stage.group(1), BUILD_IMAGE)
     podman.podman("image", "prune", "--force")  # layers of earlier builds nothing tags any more
     return took
+
+
+class _Debootstrap:
+    """Podman's stand-in for :func:`make_base_image`: debootstrap mounts /proc in the
+    rootfs as the real one does, then fails (as when killed) or finishes."""
+
+    def __init__(self, rootfs: Path, fail: bool) -> None:
+        self.rootfs, self.fail = rootfs, fail
+
+    def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        assert args[0] == "debootstrap"
+        assert not self.rootfs.exists() and not mounts_below(self.rootfs), "a stale rootfs was not removed"
+        (self.rootfs / "proc").mkdir(parents=True)
+        (self.rootfs / "etc").mkdir()
+        (self.rootfs / "etc" / "os-release").write_text("bookworm\n")
+        subprocess.run(["mount", "-t", "proc", "proc", str(self.rootfs / "proc")], check=True)
+        if self.fail:
+            raise AssertionError("debootstrap failed (137)")
+        subprocess.run(["umount", str(self.rootfs / "proc")], check=True)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    def podman(self, *args: str, stdin: subprocess.Popen[bytes] | None = None,
+               **kw: object) -> subprocess.CompletedProcess[str]:
+        if stdin is not None:
+            assert stdin.stdout is not None
+            stdin.stdout.read()  # the rootfs tar: let it finish
+        return subprocess.CompletedProcess(args, 1 if args[:2] == ("image", "exists") else 0, "", "")
+
+
+def test_a_failed_debootstrap_leaves_nothing_mounted_and_a_stale_cache_recovers(tmp_path, monkeypatch):
+    """A killed debootstrap left /proc mounted in the cache, and every later run failed removing it."""
+    if os.geteuid() != 0 or shutil.which("umount") is None:
+        pytest.skip("mounting needs root")
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(sys.modules[__name__], "CACHE", cache)
+    monkeypatch.setattr(sys.modules[__name__], "debian_mirror", lambda: "http://deb.example")
+    rootfs = cache / "rootfs"
+    try:
+        with pytest.raises(AssertionError, match="debootstrap failed"):
+            make_base_image(_Debootstrap(rootfs, fail=True))  # type: ignore[arg-type]
+        assert not mounts_below(cache)  # unmounted in a finally
+
+        # A cache an older run left behind: /proc, a tmpfs and one inside it still mounted.
+        for kind, point in (("proc", "proc"), ("tmpfs", "dev"), ("tmpfs", "dev/pts")):
+            (rootfs / point).mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", "-t", kind, kind, str(rootfs / point)], check=True)
+        (rootfs / "dev" / "null-ish").write_text("on the tmpfs")
+        make_base_image(_Debootstrap(rootfs, fail=False))  # type: ignore[arg-type]
+        assert (cache / "rootfs.done").exists() and (rootfs / "etc" / "os-release").exists()
+        assert not mounts_below(cache)
+    finally:
+        for point in mounts_below(cache):
+            subprocess.run(["umount", "--lazy", str(point)], check=False)
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,8 @@ def test_a_healthy_local_setup(tmp_path: Path):
     assert out.returncode == 0, out.stdout + out.stderr
     found = lines(out.stdout)
     assert found["keys"] == "ok" and found["variant store (write)"] == "ok" and found["render worker"] == "ok"
-    for name in ("jpeg", "png", "webp", "gif", "avif", "tiff", "svg"):
-        assert found[f"input {name}"] == "ok", name
+    for name in ("jpeg", "png", "webp", "gif", "avif", "tiff", "svg", "heic", "raw"):
+        assert found[f"input {name}"] == "ok", name  # heic and raw included: they work, so no warn
     for fmt in ("webp", "avif", "jpg", "png"):
         assert found[f"output {fmt}"] == "ok", fmt
     assert "no problems found" in out.stdout

@@ -52,6 +52,26 @@ def test_every_picture_has_three_formats_srcsets_and_a_size(gallery):
             assert pyvips.Image.new_from_buffer(got.content, "").width == int(width.removesuffix("w"))
 
 
+def test_only_the_samples_the_originals_store_holds_are_shown(server):
+    """Not the default originals folder, so nothing was seeded: no broken images, a note saying why."""
+    r = server.get("/")
+    assert r.status_code == 200
+    parser = Tags()
+    parser.feed(r.text)
+    assert not [t for t, _ in parser.tags if t in ("img", "source")]
+    assert "holds none of the samples" in r.text
+
+    seed(server.originals)
+    for path in (server.originals / "demo").glob("zoneplate.*"):
+        path.unlink()
+    parser = Tags()
+    parser.feed(server.get("/").text)
+    images = [a for t, a in parser.tags if t == "img"]
+    assert [img["alt"] for img in images] == [id for id in SAMPLES if id != "demo/zoneplate"]
+    for img in images:
+        assert server.get(img["src"]).status_code == 200
+
+
 def _devtools_port(profile: Path, proc: subprocess.Popen[bytes]) -> str:
     active = profile / "DevToolsActivePort"
     deadline = time.monotonic() + 30

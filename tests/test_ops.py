@@ -236,6 +236,12 @@ def test_purge_deletes_every_format_and_digest_of_an_id(store: Store, tmp_path: 
                             ".leases/web/x.webp"}
     assert variants  # the rest is untouched
     assert run("purge", "../etc/passwd", env=env).returncode == 2
+    typo = run("purge", "gallery/2", "--preset", "nope", env=env)
+    assert typo.returncode == 2 and "unknown preset 'nope'" in typo.stderr, typo
+    kept = store.keys()
+    assert f"web/{WEB}/gallery/2.webp" in kept
+    assert run("purge", "gallery/2", "--preset", "small", env=env).returncode == 0  # current, no folder yet
+    assert run("purge", "x/y", "--preset", "gone", env=env).returncode == 0  # removed, its folder remains
 
 
 def test_gc_lists_stale_variants_and_deletes_them_only_with_apply(store: Store, tmp_path: Path):
@@ -260,6 +266,7 @@ def test_gc_lists_stale_variants_and_deletes_them_only_with_apply(store: Store, 
 
 def test_du_reports_usage_and_the_capacity_estimate(store: Store, tmp_path: Path):
     seed_variants(store)
+    store.put("_meta/v1/gallery/1.json", b"{}" * 20)  # a metadata document: current, not stale
     originals = tmp_path / "originals"
     for i in range(10):
         (originals / f"gallery/{i}.jpg").parent.mkdir(parents=True, exist_ok=True)
@@ -269,6 +276,8 @@ def test_du_reports_usage_and_the_capacity_estimate(store: Store, tmp_path: Path
     rows = {(r["preset"], r["format"]): (r["count"], r["bytes"]) for r in report["rows"]}
     assert rows == {("web", "webp"): (2, 240), ("web", "avif"): (1, 60), ("thumbnail", "png"): (1, 10)}
     assert (report["count"], report["bytes"], report["stale_count"], report["stale_bytes"]) == (4, 310, 3, 2500)
+    assert (report["meta_count"], report["meta_bytes"]) == (1, 40)
+    assert run_json("gc", env=env)["count"] == report["stale_count"]  # du's stale is what gc finds
     formats = len(FORMATS)
     assert report["originals"] == 10 and report["presets"] == len(PRESETS) and report["formats"] == formats
     assert report["estimate_bytes"] == round(10 * len(PRESETS) * formats * 310 / 4)
@@ -277,3 +286,4 @@ def test_du_reports_usage_and_the_capacity_estimate(store: Store, tmp_path: Path
     assert out.returncode == 0, out.stderr
     assert f"capacity estimate: 1000 originals × {len(PRESETS)} presets × 2 formats × 78 B mean = 2.2 MB" in out.stdout
     assert "stale (no current preset makes them; see imgproxy gc): 3 variants, 2.5 kB" in out.stdout
+    assert "metadata documents (/meta/): 1, 40 B" in out.stdout

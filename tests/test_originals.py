@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from imgproxy.urls import original_url
-from imgproxy.web.originals import RangeNotSatisfiable, byte_range, content_disposition, sniff
+from imgproxy.web.originals import RangeNotSatisfiable, byte_range, content_disposition, download_name, sniff
 from tests.conftest import KEY, ROOT, Moto, Server, add_original, corpus, put_original
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "meta_and_originals.json").read_text())
@@ -70,6 +70,15 @@ def test_byte_range() -> None:
         byte_range("bytes=-0", 100)
 
 
+def test_download_name_carries_an_extension() -> None:
+    assert download_name("cams/htc", "image/jpeg") == "htc.jpg"  # an upload, stored as <id>
+    assert download_name("cams/htc.v0123456789ab", "image/jpeg") == "htc.v0123456789ab.jpg"  # replaced
+    assert download_name("cams/photo.JPG", "image/jpeg") == "photo.JPG"  # the key's own extension
+    assert download_name("cams/photo.png", "image/jpeg") == "photo.png"
+    assert download_name("logo", "application/octet-stream") == "logo"  # SVG and unknown: no guess
+    assert download_name("x/.jpg", "image/png") == ".jpg.png"
+
+
 def test_sniff() -> None:
     assert sniff(corpus(PHOTO).read_bytes()[:32]) == "image/jpeg"
     assert sniff(corpus("heic/exifsamples__IMG_5195.HEIC").read_bytes()[:32]) == "image/heic"
@@ -104,6 +113,15 @@ def test_download_from_local_disk(server: Server) -> None:
     assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(body))
     inline = server.get(_link(server, "cams/iphone", inline=True))
     assert inline.headers["content-disposition"] == 'inline; filename="iphone.jpg"'
+
+
+def test_an_upload_stored_without_extension_downloads_with_one(server: Server) -> None:
+    """curl -OJ saves htc.jpg, as the README promises, though the key is cams/htc."""
+    (server.originals / "cams").mkdir(parents=True, exist_ok=True)
+    (server.originals / "cams" / "htc").write_bytes(corpus(PHOTO).read_bytes())
+    for r in (server.get(_link(server, "cams/htc", 600)), httpx.head(_link(server, "cams/htc", 600)),
+              server.get(_link(server, "cams/htc", 600), headers={"range": "bytes=10-19"})):
+        assert r.status_code in (200, 206) and r.headers["content-disposition"] == 'attachment; filename="htc.jpg"'
 
 
 def test_bad_links_are_403(server: Server) -> None:

@@ -176,6 +176,11 @@ def test_ids_stay_below_the_prefix() -> None:
     ("64:ff9b::7f00:1", False, True),
     ("64:ff9b::a00:1", False, True),
     ("64:ff9b::5db8:d822", True, True),  # NAT64 of 93.184.216.34
+    # RFC 8215 local-use NAT64: where the IPv4 address sits is the translator's choice
+    ("64:ff9b:1::a9fe:a9fe", False, False),  # /96 layout: 169.254.169.254
+    ("64:ff9b:1:a9fe:a9:fe00::", False, False),  # /48 layout: 169.254.169.254
+    ("64:ff9b:1::5db8:d822", False, False),
+    ("64:ff9b::1:a9fe:a9fe", False, False),  # in 64:ff9b::/32, outside the well-known /96
     ("2002:7f00:1::", False, True),  # 6to4 of 127.0.0.1
     ("2002:a9fe:a9fe::1", False, False),
     ("2002:c0a8:101::", False, True),
@@ -208,7 +213,8 @@ class _Recorder(httpcore.AsyncNetworkBackend):
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "10.0.0.1", "169.254.169.254", "[::1]",
-                                  "[64:ff9b::a9fe:a9fe]", "[2002:7f00:1::]", "168.63.129.16"])
+                                  "[64:ff9b::a9fe:a9fe]", "[64:ff9b:1::a9fe:a9fe]", "[2002:7f00:1::]",
+                                  "168.63.129.16"])
 async def test_guard_refuses_before_dialling(host: str) -> None:
     inner = _Recorder()
     backend = GuardedBackend(allow_private=False, inner=inner)

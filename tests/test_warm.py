@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,11 @@ def test_via_a_server_keeps_the_http_mode(gallery: Path) -> None:
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["outcomes"] == {"render": 2}
         assert server.metric("imgproxy_renders_total") == 2
+        out = warm(gallery, "gallery/42/p0", "gallery/42/missing", "--presets", "thumbnail", "--formats", "webp",
+                   "--via", server.base_url)
+        assert out.returncode == 1
+        assert ": 0 rendered, 0 already stored, 1 from memory, 1 failed (1 × 404)" in out.stdout, out.stdout
+        assert "{" not in out.stdout and "404 http" in out.stderr  # the failed URL, on a line of its own
     finally:
         server.stop()
 
@@ -192,3 +198,27 @@ def test_warm_a_bucket_root_skips_the_variant_store_inside_it(tmp_path: Path, mo
     assert "ignored 1 keys" in again.stderr
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     assert len([k for k in keys if not k.startswith("variants/.leases/")]) == 2, keys
+
+
+@pytest.mark.parametrize(("done", "total", "rendered", "whole"), [
+    (12, 79, 40, True),  # ordinary counts: everything fits
+    (5678, 123456, 34068, False),  # a large backfill: the count and ETA still do
+])
+def test_the_progress_bar_fits_80_columns(done: int, total: int, rendered: int, whole: bool) -> None:
+    import io
+
+    from rich.console import Console
+
+    from imgproxy.progress import Tally, progress_bar, show_tally
+
+    console = Console(width=80, record=True, file=io.StringIO(), force_terminal=True)
+    tally = Tally(originals=total, variants=total * 6, started=time.monotonic() - 42)
+    tally.originals_done, tally.rendered, tally.failed = done, rendered, 2
+    bar = progress_bar("warm", console)
+    task = bar.add_task("warm", total=total, text="")
+    show_tally(bar, task, "warm", tally)
+    console.print(bar.make_tasks_table(bar.tasks))
+    line = console.export_text().rstrip("\n")
+    assert "\n" not in line and len(line) <= 80 and "…" not in line, line
+    assert f"{done}/{total} originals ETA " in line and "━" in line, line
+    assert f"{rendered} rendered" in line and ("2 failed, 0 skipped" in line) is whole, line

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import anyio
 
 from ..config import load_settings
+from ..errors import NotFound
 from ..formats import FORMATS
 from ..presets import NAME, Preset, load_presets
 from ..stores import VariantStore
@@ -32,20 +33,32 @@ from .common import each, emit, size, variant_store
 DIGEST = re.compile(r"^[0-9a-f]{12}$")
 
 
+def is_variant_folder(name: str, digest: str) -> bool:
+    """Whether ``<name>/<digest>/`` is a variant folder (``_meta/``, ``.leases/``… are not)."""
+    return bool(NAME.fullmatch(name) and DIGEST.fullmatch(digest))
+
+
 async def variant_folders(store: VariantStore, names: list[str] | None = None) -> AsyncIterator[tuple[str, str]]:
     """``(preset, digest)`` of every variant folder (of the presets ``names``, if given)."""
     for name in names if names is not None else [n async for n in store.folders("")]:
         if not NAME.fullmatch(name):
             continue
         async for digest in store.folders(f"{name}/"):
-            if DIGEST.fullmatch(digest):
+            if is_variant_folder(name, digest):
                 yield name, digest
 
 
 async def purge(store: VariantStore, ids: list[str], preset: str | None = None,
-                concurrency: int = 16) -> list[str]:
-    """Delete every variant of ``ids``: each format, each digest; the keys deleted."""
+                concurrency: int = 16, presets: Mapping[str, Preset] | None = None) -> list[str]:
+    """Delete every variant of ``ids``: each format, each digest; the keys deleted.
+
+    ``preset`` must be one of ``presets`` or have a folder in the store (a
+    removed preset's variants stay purgeable): a typo deletes nothing and says so.
+    """
     folders = [f async for f in variant_folders(store, [preset] if preset else None)]
+    if preset and not folders and preset not in (presets or {}):
+        raise NotFound(f"unknown preset {preset!r}: not a current preset, and no {preset}/ folder in the "
+                       f"variant store")
     keys = [f"{name}/{digest}/{id}.{fmt}" for id in ids for name, digest in folders for fmt in FORMATS]
     if preset is None:  # and the metadata documents (gc never sees them: ``_meta`` is no preset)
         keys += [meta_key(id, gps) for id in ids for gps in (False, True)]
@@ -87,10 +100,11 @@ async def find_stale(store: VariantStore, presets: Mapping[str, Preset]) -> list
 def run_purge(args: argparse.Namespace) -> int:
     ids = [check_id(id) for id in args.ids]
     settings = load_settings()
+    presets = load_presets(settings.presets)
 
     async def work() -> list[str]:
         async with variant_store(settings) as store:
-            return await purge(store, ids, args.preset)
+            return await purge(store, ids, args.preset, presets=presets)
 
     deleted = anyio.run(work)
     lines = [f"deleted {key}" for key in deleted] + [f"purged {len(deleted)} variants of {len(ids)} ids"]

@@ -1,8 +1,10 @@
 """``imgproxy du``: variant-store usage by preset and format, and the capacity plan.
 
 Usage counts every variant the store lists (one listing of the whole store),
-grouped by preset and format; variants of stale folders (see
-:mod:`.cleanup`) are totalled apart. Next to it stands the estimate
+grouped by preset and format. Apart from them: variants of stale folders,
+exactly those ``imgproxy gc`` lists (:mod:`.cleanup`); the metadata documents
+(``_meta/``, current, not stale); and any other key (gc leaves it alone).
+Next to it stands the estimate
 
     originals × presets × formats × mean variant size
 
@@ -26,6 +28,8 @@ from ..formats import FORMATS
 from ..presets import Preset, load_presets
 from ..services import ORIGINAL_STORES, open_store
 from ..stores import OriginalStore, VariantStore
+from ..variants import META_FOLDER
+from .cleanup import is_variant_folder
 from .common import clients, emit, size, variant_store
 
 
@@ -34,6 +38,10 @@ class Usage:
     rows: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (preset, fmt) -> [count, bytes]
     stale_count: int = 0
     stale_bytes: int = 0
+    meta_count: int = 0
+    meta_bytes: int = 0
+    other_count: int = 0
+    other_bytes: int = 0
 
     @property
     def count(self) -> int:
@@ -55,9 +63,15 @@ async def usage(store: VariantStore, presets: Mapping[str, Preset]) -> Usage:
             row = found.rows.setdefault((preset, fmt), [0, 0])
             row[0] += 1
             row[1] += n
-        else:
+        elif preset == META_FOLDER:
+            found.meta_count += 1
+            found.meta_bytes += n
+        elif is_variant_folder(preset, digest):  # not current: what gc deletes
             found.stale_count += 1
             found.stale_bytes += n
+        else:
+            found.other_count += 1
+            found.other_bytes += n
     return found
 
 
@@ -96,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     if found.stale_count:
         table.append(f"stale (no current preset makes them; see imgproxy gc): {found.stale_count} variants, "
                      f"{size(found.stale_bytes)}")
+    if found.meta_count:
+        table.append(f"metadata documents (/meta/): {found.meta_count}, {size(found.meta_bytes)}")
+    if found.other_count:
+        table.append(f"other keys (not variants; gc leaves them): {found.other_count}, {size(found.other_bytes)}")
     if originals is None:
         table.append("capacity estimate: the originals store cannot be listed; give --originals N")
     else:
@@ -107,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
                  for (p, f), (c, n) in sorted(found.rows.items())],
         "count": found.count, "bytes": found.bytes, "mean": round(mean),
         "stale_count": found.stale_count, "stale_bytes": found.stale_bytes,
+        "meta_count": found.meta_count, "meta_bytes": found.meta_bytes,
+        "other_count": found.other_count, "other_bytes": found.other_bytes,
         "originals": originals, "presets": len(presets), "formats": len(formats),
         "estimate_bytes": round(estimate) if originals is not None else None,
     }, args.json, table)

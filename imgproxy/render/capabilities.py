@@ -1,6 +1,7 @@
 """What this install can read and write, found by trying: each output encodes a
-tiny image and decodes it back; each input decodes a tiny sample made here
-(or, where nothing here can make one, its decoder is loaded and asked)."""
+tiny image and decodes it back; each input decodes a tiny sample made here.
+HEIC is the exception: nothing here encodes HEVC, so libheif is asked whether
+it has an HEVC decoder ("has ..." when it does)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def _sample(fmt: str) -> bytes | None:
         return avif
     if fmt == "svg":
         return _SVG
+    if fmt == "raw":
+        from .probe_dng import probe_dng
+
+        return probe_dng()
     if fmt == "jxl":
         import pillow_jxl  # noqa: F401
         from PIL import Image
@@ -38,22 +43,27 @@ def _sample(fmt: str) -> bytes | None:
     return None
 
 
-def _decoder(fmt: str) -> str:
-    """For inputs with no sample: the decoder's own account of itself."""
-    if fmt == "heic":
-        import pi_heif
+def _heic_decoder() -> str:
+    """HEIC has no sample (no HEVC encoder here): libheif's own list of decoders."""
+    import pi_heif
 
-        return f"pi-heif {pi_heif.__version__} (libheif {pi_heif.libheif_version()})"
+    info = pi_heif.libheif_info()
+    hevc = [name for name in info["decoders"].values() if "HEVC" in name.upper()]
+    if not hevc:
+        return f"no (libheif {info['libheif']} has no HEVC decoder)"
+    return f"has {hevc[0]} (libheif {info['libheif']}, pi-heif {pi_heif.__version__})"
+
+
+def _libraw() -> str:
     from importlib.metadata import version
 
     import rawpy
 
-    libraw = ".".join(str(part) for part in rawpy.libraw_version)
-    return f"rawpy {version('rawpy')} (LibRaw {libraw})"
+    return f"rawpy {version('rawpy')}, LibRaw {'.'.join(str(part) for part in rawpy.libraw_version)}"
 
 
 def inputs() -> dict[str, str]:
-    """Input format -> "yes", a decoder's version, or why not."""
+    """Input format -> "yes", "has <decoder>" (HEIC), or "no (why)"."""
     from .pipeline import render
 
     found = {}
@@ -61,10 +71,10 @@ def inputs() -> dict[str, str]:
         try:
             sample = _sample(fmt)
             if sample is None:
-                found[fmt] = _decoder(fmt)
+                found[fmt] = _heic_decoder() if fmt == "heic" else "no (nothing here makes a sample)"
             else:
                 render(RenderJob(Source(data=sample), Preset("probe", 4, 4), "png", Limits()))
-                found[fmt] = "yes"
+                found[fmt] = f"yes ({_libraw()})" if fmt == "raw" else "yes"
         except Exception as exc:  # reporting, not serving: any failure means "no"
             found[fmt] = f"no ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:80] if str(exc) else ''})"
     return found

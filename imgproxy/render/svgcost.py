@@ -18,6 +18,12 @@ make a small document expensive, and what is counted here:
 - **filters**: a filter primitive (``<feGaussianBlur>``, ``<feTurbulence>``,
   …) works on every pixel of its region; each counts as
   :data:`FILTER_WEIGHT` elements, wherever it is referenced from.
+- **text**: a few ``<text>`` elements can hold megabytes of characters, and
+  laying them out costs per character, and more than linearly in the length
+  of one unbroken run (librsvg shapes a run between two tags as one piece:
+  10,000 characters take 1.5–3 s, 20,000 take 13 s). A character in short
+  lines costs about two ``<rect>``; characters inside ``<text>`` count as
+  elements by :func:`_text_weight`.
 
 And nesting deeper than :data:`MAX_DEPTH` is refused outright (librsvg
 recurses through the tree). All of it is a 413 on ``max_svg_elements``.
@@ -34,6 +40,10 @@ MAX_DEPTH = 256
 FILTER_WEIGHT = 100
 #: A chain of references deeper than this (a -> b -> c ...) is refused.
 MAX_REFERENCE_DEPTH = 64
+#: Laying out one character of text costs about what drawing this many elements does.
+CHAR_WEIGHT = 2
+#: A run of ``n`` characters between two tags costs ``n * n / RUN_QUADRATIC`` elements more.
+RUN_QUADRATIC = 500
 _URL_REF = re.compile(r"url\(\s*['\"]?#([^'\")\s]+)")
 
 
@@ -47,6 +57,8 @@ def check_svg_cost(data: bytes, max_elements: int) -> None:
     parser = expat.ParserCreate()
     parser.StartElementHandler = counter.start
     parser.EndElementHandler = counter.end
+    parser.CharacterDataHandler = counter.text
+    parser.buffer_text = True
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     try:
         parser.Parse(data, True)
@@ -56,7 +68,7 @@ def check_svg_cost(data: bytes, max_elements: int) -> None:
         pass  # librsvg decides what a broken document is; what was read is still costed
     cost = counter.total()
     if cost > max_elements:
-        raise TooLarge(f"the SVG would draw about {cost} elements (references and filters expanded); "
+        raise TooLarge(f"the SVG would draw about {cost} elements (references, filters and text expanded); "
                        f"the limit is {max_elements}", limit="max_svg_elements")
 
 
@@ -68,14 +80,19 @@ class _Counter:
         self.stack: list[list[int]] = [[0, 0]]  # per open element: [weight of its subtree, first ref index]
         self.ids: list[str | None] = [None]
         self.subtrees: dict[str, tuple[int, int, int]] = {}  # id -> (weight, refs start, refs end)
+        self.in_text = 0  # open <text> elements
+        self.run = 0  # characters since the last tag, inside <text>
+        self.text_weight = 0
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         self.elements += 1
+        self.run = 0
         if self.elements > self.limit:
             raise _Over(f"the SVG has over {self.limit} elements once its entities are expanded")
         if len(self.stack) > MAX_DEPTH:
             raise _Over(f"the SVG nests elements over {MAX_DEPTH} deep")
         local = name.rpartition(":")[2]
+        self.in_text += local == "text"
         for attr, value in attrs.items():
             if attr.rpartition(":")[2] == "href" and value.startswith("#"):
                 self.refs.append(value[1:])
@@ -86,11 +103,24 @@ class _Counter:
         self.ids.append(attrs.get("id"))
 
     def end(self, name: str) -> None:
+        self.run = 0
+        self.in_text -= name.rpartition(":")[2] == "text"
         weight, first = self.stack.pop()
         id = self.ids.pop()
         if id is not None:
             self.subtrees.setdefault(id, (weight, first, len(self.refs)))
         self.stack[-1][0] += weight
+
+    def text(self, data: str) -> None:
+        if not self.in_text:
+            return  # <style>, <desc>, <metadata>… are not laid out
+        before = _text_weight(self.run)
+        self.run += len(data)
+        added = _text_weight(self.run) - before
+        self.stack[-1][0] += added
+        self.text_weight += added
+        if self.elements + self.text_weight > self.limit:
+            raise _Over(f"the SVG's text would cost as much to lay out as over {self.limit} elements")
 
     def total(self) -> int:
         memo: dict[str, int] = {}
@@ -121,3 +151,7 @@ class _Counter:
                 break
         return total
 
+
+def _text_weight(run: int) -> int:
+    """What laying out one unbroken run of ``run`` characters costs, in elements."""
+    return run * CHAR_WEIGHT + run * run // RUN_QUADRATIC

@@ -11,8 +11,9 @@ before a packet is sent to the blocked address.
     always refused       link-local (169.254/16, fe80::/10, so the cloud
                          metadata endpoints), unspecified, multicast,
                          reserved, 0/8, 192.0.0/24, the deprecated
-                         site-local fec0::/10, and the named metadata
-                         addresses (Azure's 168.63.129.16 among them)
+                         site-local fec0::/10, the named metadata
+                         addresses (Azure's 168.63.129.16 among them), and
+                         64:ff9b::/32 outside the well-known NAT64 /96
     refused by default   loopback and private ranges (10/8, 172.16/12,
                          192.168/16, 100.64/10, fc00::/7); the
                          ``http_allow_private`` setting allows them for
@@ -23,6 +24,11 @@ An IPv6 address that carries an IPv4 one to an IPv4 host is judged by the
 IPv4 rules: IPv4-mapped ``::ffff:a.b.c.d``, IPv4-translated
 ``::ffff:0:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, NAT64 ``64:ff9b::/96``
 and 6to4 ``2002::/16`` (so ``64:ff9b::a9fe:a9fe`` is 169.254.169.254).
+The rest of ``64:ff9b::/32`` is refused whole: RFC 8215's local-use NAT64
+``64:ff9b:1::/48`` embeds an IPv4 address at a place only the translator's
+configuration knows (``64:ff9b:1::a9fe:a9fe`` and ``64:ff9b:1:a9fe:a9:fe00::``
+can both be 169.254.169.254), and Python's ``is_global`` calls it global
+before 3.11.10.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _METADATA = frozenset(ipaddress.ip_address(a) for a in (
     "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254", "168.63.129.16",
 ))
-_REFUSED = tuple(ipaddress.ip_network(n) for n in ("0.0.0.0/8", "192.0.0.0/24", "fec0::/10"))
+# 64:ff9b::/96 never gets here: embedded_ipv4() has turned it into IPv4 first.
+_REFUSED = tuple(ipaddress.ip_network(n) for n in ("0.0.0.0/8", "192.0.0.0/24", "fec0::/10", "64:ff9b::/32"))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")

@@ -7,14 +7,19 @@ Each image is a ``<picture>`` with AVIF and WebP ``<source>``s and a JPEG
 pick, ``width``/``height`` reserve the space (no layout shift), and
 ``loading="lazy"`` defers what is off-screen. URLs are signed here with the
 first key; the browser picks the first format it decodes.
+
+Only the samples the originals store holds are shown: ``imgproxy serve``
+seeds them into the default originals folder only, and with another store a
+page of broken images would say nothing about why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from html import escape
 
 from ..demo import SAMPLES, SIZES
+from ..errors import ImgproxyError
 from ..presets import Preset
 from ..render.plan import output_size
 from ..urls import variant_url
@@ -41,12 +46,31 @@ code {{ font-size: 14px; }}
 {figures}
 </html>
 """
+_MISSING = """<p>This originals store holds none of the samples ({samples}): <code>imgproxy serve</code>
+writes them only into the default originals folder. Upload them (<code>imgproxy put</code>) or
+point <code>IMGPROXY_ORIGINALS</code> at the default folder to see them here.</p>"""
 
 
-def page(key: str, presets: Mapping[str, Preset]) -> str:
+async def samples_in(store: object) -> list[str]:
+    """The sample ids ``store`` holds (an originals store that cannot locate holds none)."""
+    locate: Callable[[str], Awaitable[object]] | None = getattr(store, "locate", None)
+    if locate is None:
+        return []
+    found = []
+    for id in SAMPLES:
+        try:
+            await locate(id)
+        except ImgproxyError:  # not there, or the store is unavailable: either way not shown
+            continue
+        found.append(id)
+    return found
+
+
+def page(key: str, presets: Mapping[str, Preset], samples: Sequence[str] = SAMPLES) -> str:
     usable = [presets[name] for name in GALLERY_PRESETS if name in presets]
+    figures = "\n".join(_figure(key, usable, id) for id in samples)
     return _PAGE.format(presets=escape(", ".join(p.name for p in usable)),
-                        figures="\n".join(_figure(key, usable, id) for id in SAMPLES))
+                        figures=figures or _MISSING.format(samples=escape(", ".join(SAMPLES))))
 
 
 def _candidates(presets: list[Preset], width: int, height: int) -> dict[int, tuple[Preset, int | None]]:

@@ -12,7 +12,9 @@ The body streams from the store a chunk at a time (local reads, S3 ranged
 GETs), so a download costs a chunk of memory, never the file. The type is
 sniffed from the first bytes, not trusted from the key; the name in
 ``Content-Disposition`` is the key's last segment (RFC 6266, with a
-``filename*`` when it is not plain ASCII).
+``filename*`` when it is not plain ASCII), with the sniffed type's extension
+added when the key has none (an upload is stored as ``<id>``, and
+``curl -OJ`` should still save ``htc.jpg``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import Forbidden, ImgproxyError, Unsupported
+from ..formats import ORIGINAL_EXTENSIONS
 from ..stores import Downloads, Located
 from ..urls import ORIGINAL_PREFIX, OriginalRequest, parse_original
 from .responses import Receive, Scope, Send
@@ -49,6 +52,9 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 _FTYP = {b"avif": "image/avif", b"avis": "image/avif", b"heic": "image/heic", b"heix": "image/heic",
          b"mif1": "image/heif", b"msf1": "image/heif"}
+_EXTENSION = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/tiff": "tif", "image/bmp": "bmp",
+              "image/jxl": "jxl", "image/webp": "webp", "image/avif": "avif", "image/heic": "heic",
+              "image/heif": "heif"}
 
 
 def sniff(head: bytes) -> str:
@@ -60,6 +66,16 @@ def sniff(head: bytes) -> str:
     if head[4:8] == b"ftyp":
         return _FTYP.get(head[8:12], "application/octet-stream")
     return "application/octet-stream"  # SVG included: never served as a document from our origin
+
+
+def download_name(key: str, mime: str) -> str:
+    """The key's last segment, with ``mime``'s extension when it has no image extension
+    (``htc.v0123456789ab``, a replaced upload's id, has none either)."""
+    name = key.rpartition("/")[2]
+    stem, dot, ext = name.rpartition(".")
+    if (stem and dot and ext.lower() in ORIGINAL_EXTENSIONS) or mime not in _EXTENSION:
+        return name
+    return f"{name}.{_EXTENSION[mime]}"
 
 
 def content_disposition(filename: str, inline: bool = False) -> str:
@@ -138,7 +154,6 @@ class OriginalsEndpoint(Endpoint):
             (b"accept-ranges", b"bytes"),
             (b"etag", found.etag.encode()),
             (b"cache-control", f"private, max-age={left}".encode()),
-            (b"content-disposition", content_disposition(found.key.rpartition("/")[2], request.inline).encode()),
             (b"x-content-type-options", b"nosniff"),
         ]
         if found.mtime is not None:
@@ -159,7 +174,9 @@ class OriginalsEndpoint(Endpoint):
                 head_bytes = first[:32]
             else:
                 head_bytes = b"".join([part async for part in self.store.read(found.key, 0, 31)])
-            headers += [(b"content-type", sniff(head_bytes).encode()),
+            mime = sniff(head_bytes)
+            disposition = content_disposition(download_name(found.key, mime), request.inline)
+            headers += [(b"content-type", mime.encode()), (b"content-disposition", disposition.encode()),
                         (b"content-length", str(end - start + 1 if found.size else 0).encode())]
             if span is not None:
                 headers.append((b"content-range", f"bytes {start}-{end}/{found.size}".encode()))
