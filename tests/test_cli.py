@@ -5,7 +5,7 @@ import time
 
 import httpx
 import pytest
-from conftest import KEY, ROOT, free_port
+from conftest import KEY, ROOT, free_port, spawn
 
 
 def imgproxy(*args: str, env: dict | None = None, cwd=None, timeout=30) -> subprocess.CompletedProcess:
@@ -58,6 +58,7 @@ def test_production_refuses_the_development_key(tmp_path):
     assert "d" * 43 not in out.stderr + out.stdout
 
 
+@pytest.mark.server
 def test_development_default_seeds_samples_and_prints_urls(tmp_path):
     """What `make run` does: embedded default, generated key, demo URLs that work."""
     port = free_port()
@@ -65,8 +66,8 @@ def test_development_default_seeds_samples_and_prints_urls(tmp_path):
            "IMGPROXY_PRESETS": str(ROOT / "config/presets.toml")}
     env.pop("IMGPROXY_KEYS", None)
     log = tmp_path / "log"
-    proc = subprocess.Popen([sys.executable, "-m", "imgproxy", "serve", "--port", str(port)],
-                            env=env, cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = spawn([sys.executable, "-m", "imgproxy", "serve", "--port", str(port)],
+                 env=env, cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

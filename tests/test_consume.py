@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import KEY, ROOT, S3_ENV, Moto, corpus, free_port
+from conftest import KEY, ROOT, S3_ENV, Moto, corpus, free_port, spawn
 
 from imgproxy.presets import load_presets
 from imgproxy.variants import keys_of
@@ -74,8 +74,8 @@ def consumer(tmp: Path, moto: Moto, queue: Queue, *args: str, env: dict[str, str
             "IMGPROXY_RENDER_THREADS": "1", **(env or {})}
     full.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp / f"consumer-{name}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "imgproxy", "consume", queue.url, *args], env=full, cwd=tmp,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = spawn([sys.executable, "-m", "imgproxy", "consume", queue.url, *args], env=full, cwd=tmp,
+                 stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return proc, log
 
 
@@ -226,9 +226,9 @@ def test_an_origin_outage_is_redelivered_and_rendered_when_it_is_back(tmp_path: 
     proc, log = consumer(tmp_path, moto, queue, "--idle-exit", "6", env=env, name="outage")
     wait_for(lambda: "left for redelivery (receive 1)" in log.read_text(), 60, "the first failure")
     assert stored(tmp_path) == []
-    origin = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
-                               "--directory", str(tmp_path / "originals")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    origin = spawn([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
+                    "--directory", str(tmp_path / "originals")],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         counts = finish(proc, log)
     finally:

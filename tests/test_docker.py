@@ -26,7 +26,7 @@ import httpx
 import pytest
 import pyvips
 import yaml
-from conftest import KEY, ROOT, descendants, free_port
+from conftest import KEY, ROOT, descendants, free_port, require
 
 from imgproxy import sign_url
 
@@ -35,16 +35,6 @@ BASE_IMAGE = "localhost/debian:bookworm-minbase"
 BUILD_IMAGE = "localhost/imgproxy-build:test"  # the builder stage, tagged so its layers stay cached
 IMAGE = "localhost/imgproxy:test"
 APP_UID = 10001
-
-
-def require(*tools: str) -> None:
-    """Skip without the tools, except in CI, where a missing tool is a failure."""
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        reason = f"not installed: {', '.join(missing)} (.ci/run installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 # --- static checks ----------------------------------------------------------------------
