@@ -23,7 +23,7 @@ import pytest
 from conftest import KEY, ROOT, S3_ENV, Moto, corpus, free_port, spawn
 
 from imgproxy.presets import load_presets
-from imgproxy.variants import keys_of
+from imgproxy.variants.service import keys_of
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""doctor.py: ``imgproxy doctor`` on a healthy setup, on broken stores, and on S3."""
+"""cli/doctor.py: ``imgproxy doctor`` on a healthy setup, on broken stores, and on S3."""
 
 from __future__ import annotations
 

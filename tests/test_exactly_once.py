@@ -192,7 +192,7 @@ async def test_slow_holder_after_takeover_serves_the_stored_variant(
     from imgproxy.stores.local import LocalOriginals
     from imgproxy.stores.s3 import S3Variants
     from imgproxy.urls import VariantRequest
-    from imgproxy.variants import VariantService
+    from imgproxy.variants.service import VariantService
 
     (tmp_path / "cat.jpg").write_bytes(b"not decoded by the stub")
     originals = LocalOriginals(str(tmp_path), 1000)

@@ -27,7 +27,7 @@ from imgproxy.presets import Preset
 from imgproxy.render import Limits, Rendered, RenderJob
 from imgproxy.stores.local import LocalOriginals, LocalVariants
 from imgproxy.urls import VariantRequest
-from imgproxy.variants import VariantService
+from imgproxy.variants.service import VariantService
 
 PRESET = Preset(name="thumbnail", width=100, height=100)
 

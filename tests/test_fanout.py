@@ -24,13 +24,13 @@ from imgproxy.cache.failures import TIMEOUT_STRIKES
 from imgproxy.cache.memory import NoMemoryTier
 from imgproxy.config import load_settings
 from imgproxy.errors import GatewayTimeout, ImgproxyError, RenderTimeout, Undecodable
-from imgproxy.fanout import Target, targets_of
 from imgproxy.metrics import RENDERS
 from imgproxy.presets import Preset
 from imgproxy.render import Fanned, FanoutJob, Job, Limits, Rendered, Result
-from imgproxy.services import open_services
 from imgproxy.stores.local import LocalOriginals, LocalVariants
-from imgproxy.variants import VariantService, keys_of
+from imgproxy.variants.fanout import Target, targets_of
+from imgproxy.variants.service import VariantService, keys_of
+from imgproxy.variants.services import open_services
 from imgproxy.workers import ThreadRenderer
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"

@@ -14,7 +14,7 @@ import pytest
 import pyvips
 from conftest import require, spawn
 
-from imgproxy.demo import SAMPLES, seed
+from imgproxy.web.demo import SAMPLES, seed
 
 
 class Tags(HTMLParser):

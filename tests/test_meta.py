@@ -18,7 +18,7 @@ from imgproxy.render import Limits, MetaJob, Probed, Source, configure, run_job
 from imgproxy.render.exif import MAX_STRING, read_exif
 from imgproxy.render.thumbhash import encode as thumbhash_encode
 from imgproxy.urls import meta_url
-from imgproxy.variants import meta_key
+from imgproxy.variants.service import meta_key
 from tests.conftest import KEY, ROOT, Server, add_original, corpus
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "meta_and_originals.json").read_text())

@@ -1,4 +1,4 @@
-"""imgproxy copy, purge, gc and du (imgproxy/ops/): real CLI processes on local folders and moto S3."""
+"""imgproxy copy, purge, gc and du (imgproxy/cli/ops/): real CLI processes on local folders and moto S3."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, Moto
 
+from imgproxy.cli.ops.copy import Etag
 from imgproxy.formats import FORMATS
-from imgproxy.ops.copy import Etag
 from imgproxy.presets import load_presets
 from imgproxy.stores.s3 import PART_SIZE
 

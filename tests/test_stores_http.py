@@ -233,8 +233,8 @@ async def test_guard_dials_the_checked_address_not_the_name() -> None:
 
 def test_guarded_client_never_connects_to_a_blocked_listener(tmp_path: Path) -> None:
     """End to end: a loopback listener sees no connection from the guarded client."""
-    from imgproxy.clients import Clients
     from imgproxy.config import Settings
+    from imgproxy.stores.clients import Clients
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

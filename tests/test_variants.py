@@ -8,13 +8,13 @@ from test_failures import CRASH, PRESET, ScriptedRenderer
 from test_fanout import Scripted
 
 from imgproxy.cache.memory import MemoryTier
-from imgproxy.fanout import Target
 from imgproxy.presets import Preset
 from imgproxy.render import Limits, Probed
 from imgproxy.stores import Blob
 from imgproxy.stores.local import LocalOriginals, LocalVariants
 from imgproxy.urls import VariantRequest
-from imgproxy.variants import VariantService, keys_of
+from imgproxy.variants.fanout import Target
+from imgproxy.variants.service import VariantService, keys_of
 
 
 class CountingMemory(MemoryTier):

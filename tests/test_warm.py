@@ -209,7 +209,7 @@ def test_the_progress_bar_fits_80_columns(done: int, total: int, rendered: int, 
 
     from rich.console import Console
 
-    from imgproxy.progress import Tally, progress_bar, show_tally
+    from imgproxy.batch.progress import Tally, progress_bar, show_tally
 
     console = Console(width=80, record=True, file=io.StringIO(), force_terminal=True)
     tally = Tally(originals=total, variants=total * 6, started=time.monotonic() - 42)

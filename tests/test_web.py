@@ -17,9 +17,9 @@ from conftest import KEY, ROOT, add_original, corpus
 from prometheus_client import REGISTRY
 
 from imgproxy import sign_url
-from imgproxy.app import App, create_app
 from imgproxy.config import Settings
 from imgproxy.urls import meta_url, original_url
+from imgproxy.web.app import App, create_app
 
 TOKEN = "upload-token-0123456789abcdef0123456789"
 

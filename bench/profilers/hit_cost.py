@@ -74,8 +74,8 @@ async def _tier(work: Path, memory_mb: int, paths: list[str], rounds: int, calls
            "IMGPROXY_PRESETS": str(BENCH_PRESETS), "IMGPROXY_RENDER_MODE": "thread",
            "IMGPROXY_MEMORY_CACHE_MB": str(memory_mb), "IMGPROXY_LOG_LEVEL": "warning"}
     os.environ.update(env)
-    from imgproxy.app import create_app
     from imgproxy.config import load_settings
+    from imgproxy.web.app import create_app
 
     app = create_app(load_settings())
     async with app.lifespan(app.starlette):  # type: ignore[arg-type]

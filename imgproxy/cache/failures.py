@@ -24,7 +24,7 @@ original is answered 504 at once for :data:`TIMEOUT_SECONDS`.
 
 Memory is per server process, on purpose: every process reaches the same
 answer from the same bytes (a crash is confirmed by a second worker before
-it is remembered, see :mod:`imgproxy.variants`), so sharing would only save
+it is remembered, see :mod:`imgproxy.variants.service`), so sharing would only save
 each process its first failed attempt, at the price of a store round trip on
 every miss.
 

@@ -7,9 +7,9 @@ never branch on the kind of store::
     s3://bucket/prefix         -> stores.s3.S3Originals / S3Variants
     https://host/prefix/       -> stores.http.HttpOriginals
 
-(the table is in :mod:`imgproxy.services`). Each implementation has an async
+(the table is in :mod:`imgproxy.variants.services`). Each implementation has an async
 ``open(url, settings, clients)`` class method; network stores take their
-client from :class:`imgproxy.clients.Clients`, one per process.
+client from :class:`imgproxy.stores.clients.Clients`, one per process.
 
 An *original* is named by an id without extension; it may be stored as
 ``<id>`` or ``<id>.<ext>`` for any of :data:`ORIGINAL_EXTENSIONS`, and the
@@ -17,7 +17,7 @@ store resolves which (only on a miss, since hits never reach it). Every store
 and process resolves the same way: the exact key ``<id>`` first, else the
 first of :func:`extension_keys` that exists (:func:`first_key`), so a restart
 never changes what an id means. Uploads keep ids from gaining a second key
-(:mod:`imgproxy.ingest`); one that has several anyway is logged once.
+(:mod:`imgproxy.variants.uploads`); one that has several anyway is logged once.
 """
 
 from __future__ import annotations

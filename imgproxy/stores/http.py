@@ -47,8 +47,8 @@ from . import Located, Original, download_deadline
 from .spool import Spool
 
 if TYPE_CHECKING:
-    from ..clients import Clients
     from ..config import Settings
+    from .clients import Clients
 
 log = logging.getLogger("imgproxy.stores")
 

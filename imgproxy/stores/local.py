@@ -37,8 +37,8 @@ from . import Blob, Located, ObjectStat, Original, extension_keys, file_path, fi
 from .oserrors import writing
 
 if TYPE_CHECKING:
-    from ..clients import Clients
     from ..config import Settings
+    from .clients import Clients
 
 log = logging.getLogger("imgproxy.stores")
 _CHUNK = 1024 * 1024

@@ -1,6 +1,6 @@
 """S3 stores (aioboto3): ``s3://bucket/prefix`` for originals and variants.
 
-One client per process comes from :class:`imgproxy.clients.Clients`;
+One client per process comes from :class:`imgproxy.stores.clients.Clients`;
 its errors are mapped where they enter by :func:`.s3errors.mapped`.
 Originals are streamed to a spool file (:mod:`.spool`) with a byte cap; variants are written with
 ``If-None-Match: *`` so a stored variant is never overwritten.
@@ -30,12 +30,12 @@ from .s3lease import S3Lease
 from .spool import Spool
 
 if TYPE_CHECKING:
-    from ..clients import Clients
     from ..config import Settings
+    from .clients import Clients
 
 _CHUNK = 256 * 1024
 #: Objects larger than this are written in multipart uploads of parts this size
-#: (the AWS CLI's default too, so its ETags can be reproduced: see imgproxy.ops.copy).
+#: (the AWS CLI's default too, so its ETags can be reproduced: see imgproxy.cli.ops.copy).
 PART_SIZE = 8 * 1024 * 1024
 #: S3 user metadata is ASCII and at most 2 KB in all; we write two values.
 _METADATA_VALUE_MAX = 512

@@ -6,7 +6,7 @@ lookups and two ``send`` calls, with no framework objects built per request.
       2. parse preset, id, format                   400
       3. signature over the raw path                403
       4. preset known; its width ladder, crop       404 / 400
-      5. memory -> store -> render (variants.py)    404 / 413 / 415 / 422 / 503 / 504
+      5. memory -> store -> render (variants/)      404 / 413 / 415 / 422 / 503 / 504
       6. If-None-Match                              304
 """
 
@@ -20,7 +20,7 @@ from ..metrics import OUTCOME
 from ..modifiers import check_modifiers
 from ..presets import Preset
 from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
-from ..variants import VariantService
+from ..variants.service import VariantService
 from .canonical import canonical_location
 from .logs import RECORD
 from .negotiate import Negotiator

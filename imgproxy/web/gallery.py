@@ -1,4 +1,4 @@
-"""``GET /`` in development: a gallery of the sample originals (:mod:`imgproxy.demo`).
+"""``GET /`` in development: a gallery of the sample originals (:mod:`imgproxy.web.demo`).
 
 Each image is a ``<picture>`` with AVIF and WebP ``<source>``s and a JPEG
 ``<img>``; each ``srcset`` lists the width ladder of the ``web`` preset
@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from html import escape
 
-from ..demo import SAMPLES, SIZES
 from ..errors import ImgproxyError
 from ..presets import Preset
 from ..render.plan import output_size
 from ..urls import variant_url
+from .demo import SAMPLES, SIZES
 
 GALLERY_PRESETS = ("thumbnail", "preview", "web")
 #: <source> type -> URL format, in the browser's order of preference; JPEG is the <img>.

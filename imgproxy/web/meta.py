@@ -4,7 +4,7 @@
       1. query: exactly one ``s``                   400 / 403
       2. parse the id                               400
       3. signature                                  403
-      4. memory -> store -> MetaJob (variants.py)   404 / 413 / 415 / 422 / 503 / 504
+      4. memory -> store -> MetaJob (variants/)     404 / 413 / 415 / 422 / 503 / 504
       5. If-None-Match                              304
 
 The document is made once per original (and GPS setting) in a render worker,
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from ..signing import meta_canonical
 from ..urls import META_PREFIX, parse_meta_path, signature_from_query
-from ..variants import VariantService
+from ..variants.service import VariantService
 from .responses import Receive, Scope, Send, VariantHeaders
 from .skeleton import Endpoint, not_modified, raw_path, send_not_modified
 

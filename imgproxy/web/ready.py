@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from ..errors import ImgproxyError, NotFound
-from ..services import Services
+from ..variants.services import Services
 
 TIMEOUT = 5.0
 #: An id and a variant key no one stores (segments may start with a dot; ids never do in practice).

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 from ..caching import IMMUTABLE, for_error
 from ..errors import ImgproxyError, MethodNotAllowed
 from ..stores import Blob
-from ..variants import Timings
+from ..variants.service import Timings
 
 __all__ = ["Receive", "Scope", "Send", "VariantHeaders", "error_headers", "not_modified_headers", "send_error",
            "send_redirect", "server_timing"]

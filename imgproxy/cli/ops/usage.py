@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ..config import Settings, load_settings
-from ..errors import Unsupported
-from ..formats import FORMATS
-from ..presets import Preset, load_presets
-from ..services import ORIGINAL_STORES, open_store
-from ..stores import OriginalStore, VariantStore
-from ..variants import META_FOLDER
+from ...config import Settings, load_settings
+from ...errors import Unsupported
+from ...formats import FORMATS
+from ...presets import Preset, load_presets
+from ...stores import OriginalStore, VariantStore
+from ...variants.service import META_FOLDER
+from ...variants.services import ORIGINAL_STORES, open_store
 from .cleanup import is_variant_folder
 from .common import clients, emit, size, variant_store
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 import anyio
 
-from ..config import load_settings
-from ..errors import NotFound
-from ..formats import FORMATS
-from ..presets import NAME, Preset, load_presets
-from ..stores import VariantStore
-from ..urls import check_id
-from ..variants import meta_key
+from ...config import load_settings
+from ...errors import NotFound
+from ...formats import FORMATS
+from ...presets import NAME, Preset, load_presets
+from ...stores import VariantStore
+from ...urls import check_id
+from ...variants.service import meta_key
 from .common import each, emit, size, variant_store
 
 DIGEST = re.compile(r"^[0-9a-f]{12}$")

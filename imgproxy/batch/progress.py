@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ImgproxyError
+from ..errors import ImgproxyError
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -1,6 +1,6 @@
 """``imgproxy consume QUEUE_URL``: render the fan-out jobs of an SQS queue, on any number of machines.
 
-Each message (:mod:`imgproxy.queue`: a job, or an S3 ``ObjectCreated`` event)
+Each message (:mod:`imgproxy.batch.sqs`: a job, or an S3 ``ObjectCreated`` event)
 becomes fan-out jobs (:meth:`VariantService.fan_out`), so every variant is rendered
 exactly once however many consumers, warm-ups and servers share the stores.
 
@@ -31,15 +31,15 @@ import os
 import signal
 import time
 
-from .config import Settings, load_settings
-from .errors import ImgproxyError
-from .fanout import targets_of, transient
-from .metrics import QUEUE_IGNORED, QUEUE_JOBS, QUEUE_VARIANTS
-from .queue import BadMessage, Message, SqsQueue, parse
-from .services import Services, open_services
-from .stores.keyspace import key_space
+from ..config import Settings, load_settings
+from ..errors import ImgproxyError
+from ..metrics import QUEUE_IGNORED, QUEUE_JOBS, QUEUE_VARIANTS
+from ..stores.keyspace import key_space
+from ..variants.fanout import targets_of, transient
+from ..variants.services import Services, open_services
+from .sqs import BadMessage, Message, SqsQueue, parse
 
-log = logging.getLogger("imgproxy.consume")
+log = logging.getLogger("imgproxy.batch.consume")
 
 WAIT = 10  # seconds a receive long-polls
 

@@ -37,11 +37,11 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from ..config import load_settings
-from ..errors import ImgproxyError, NotFound, Unavailable
-from ..services import ORIGINAL_STORES, open_store
-from ..stores import ObjectStat, OriginalFiles
-from ..stores.s3 import PART_SIZE
+from ...config import load_settings
+from ...errors import ImgproxyError, NotFound, Unavailable
+from ...stores import ObjectStat, OriginalFiles
+from ...stores.s3 import PART_SIZE
+from ...variants.services import ORIGINAL_STORES, open_store
 from .common import Progress, clients, each, emit, size
 
 

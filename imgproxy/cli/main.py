@@ -1,4 +1,4 @@
-"""The ``imgproxy`` command: serve, sign, warm, consume, put, info, doctor; copy, purge, gc, du (:mod:`imgproxy.ops`).
+"""The ``imgproxy`` command: serve, sign, warm, consume, put, info, doctor; the store commands (:mod:`.ops`).
 
 ``serve`` takes every setting as an option (``--max-source-bytes`` and so on),
 derived from :class:`imgproxy.config.Settings`; nothing is declared twice.
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from . import __version__
-from .config import ConfigError, Settings, load_settings, to_environ
-from .errors import ImgproxyError
-from .formats import AUTO, FORMATS
+from .. import __version__
+from ..config import ConfigError, Settings, load_settings, to_environ
+from ..errors import ImgproxyError
+from ..formats import AUTO, FORMATS
 
 log = logging.getLogger("imgproxy")
 
@@ -42,15 +42,15 @@ def _load(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .keys import resolve_keys
-    from .presets import load_presets
-    from .stores import file_path
+    from ..keys import resolve_keys
+    from ..presets import load_presets
+    from ..stores import file_path
 
     settings = _load(args)
     load_presets(settings.presets)  # fail here, once, not in every worker
     keys = resolve_keys(settings)
     if settings.env == "development" and settings.originals == Settings.originals:
-        from .demo import SAMPLES, seed
+        from ..web.demo import SAMPLES, seed
 
         root = Path(file_path(settings.originals))
         if not root.exists() or not any(root.iterdir()):
@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.update(env)
     # One metrics directory per server: every worker writes to it, /metrics sums it.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="imgproxy-metrics-"))
-    from .web.logs import logging_config  # imports the metrics: only once their directory is set
+    from ..web.logs import logging_config  # imports the metrics: only once their directory is set
 
     with contextlib.ExitStack() as stack:
         try:
@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"imgproxy: {exc}", file=sys.stderr)
             return 1
         uvicorn.run(
-            "imgproxy.app:create_app_from_env",
+            "imgproxy.web.app:create_app_from_env",
             factory=True,
             host=settings.host,
             port=settings.port,
@@ -99,7 +99,7 @@ def _start_render_pool(settings: Settings, stack: contextlib.ExitStack) -> None:
     keep-alive connection then cannot leave another process's workers idle."""
     if settings.render_mode != "process" or settings.workers == 1:
         return
-    from .workers.pool import POOL_ENV, PoolKeeper
+    from ..workers.pool import POOL_ENV, PoolKeeper
 
     # One worker per core for the machine (not per server process), and every process's queue.
     pool = stack.enter_context(PoolKeeper(settings.concurrency, settings.workers * settings.render_queue,
@@ -109,7 +109,7 @@ def _start_render_pool(settings: Settings, stack: contextlib.ExitStack) -> None:
 
 
 def _print_demo_urls(key: str, ids: Sequence[str], base_url: str) -> None:
-    from .urls import variant_url
+    from ..urls import variant_url
 
     print("Demo URLs (signed with the development key):")
     for id, preset, fmt in zip(ids, ("thumbnail", "web", "thumb-square"), ("webp", "avif", "jpg")):
@@ -119,9 +119,9 @@ def _print_demo_urls(key: str, ids: Sequence[str], base_url: str) -> None:
 def cmd_sign(args: argparse.Namespace) -> int:
     import time
 
-    from .keys import resolve_keys
-    from .presets import load_presets
-    from .urls import meta_url, original_url, variant_url
+    from ..keys import resolve_keys
+    from ..presets import load_presets
+    from ..urls import meta_url, original_url, variant_url
 
     settings = load_settings()
     if args.meta or args.original:
@@ -142,8 +142,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
     if args.preset not in presets:
         print(f"imgproxy: unknown preset {args.preset!r}; known: {', '.join(presets)}", file=sys.stderr)
         return 2
-    from .modifiers import check_modifiers, parse_focus
-    from .srcset import srcset
+    from ..modifiers import check_modifiers, parse_focus
+    from ..srcset import srcset
 
     preset, key = presets[args.preset], resolve_keys(settings)[0]
     focus = parse_focus(args.focus) if args.focus else None
@@ -161,7 +161,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import pyvips
 
-    from .presets import load_presets
+    from ..presets import load_presets
 
     settings = load_settings()
     if args.id:
@@ -173,8 +173,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("presets:")
     for p in load_presets(settings.presets).values():
         print(f"  {p.name:14} {p.width}x{p.height} {p.fit:6} digest {p.digest}")
-    from .render import configure
-    from .render.capabilities import inputs, outputs
+    from ..render import configure
+    from ..render.capabilities import inputs, outputs
 
     configure()
     print("inputs (tried):")
@@ -198,8 +198,8 @@ def _print_meta(settings: Settings, id: str) -> int:
 
     import anyio
 
-    from .services import open_services
-    from .urls import check_id
+    from ..urls import check_id
+    from ..variants.services import open_services
 
     async def work() -> bytes:
         async with open_services(settings) as services:
@@ -211,7 +211,7 @@ def _print_meta(settings: Settings, id: str) -> int:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    from .warm import warm
+    from ..batch.warm import warm
 
     if args.preset:  # the first warm-up's options
         args.presets = ",".join(args.preset)
@@ -223,7 +223,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from .consume import consume
+    from ..batch.consume import consume
 
     return consume(args)
 

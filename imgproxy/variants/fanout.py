@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .errors import BadRequest, ImgproxyError, NotFound
-from .formats import FORMATS
-from .presets import Preset
+from ..errors import BadRequest, ImgproxyError, NotFound
+from ..formats import FORMATS
+from ..presets import Preset
 
 #: One variant to make: a preset and an output format.
 Target = tuple[Preset, str]

@@ -22,14 +22,14 @@ import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from .config import Settings
-from .errors import ImgproxyError
-from .formats import OUTPUTS
-from .keys import resolve_keys
-from .presets import load_presets
-from .services import open_services
-from .stores import Blob, VariantStore
-from .web import ready
+from ..config import Settings
+from ..errors import ImgproxyError
+from ..formats import OUTPUTS
+from ..keys import resolve_keys
+from ..presets import load_presets
+from ..stores import Blob, VariantStore
+from ..variants.services import open_services
+from ..web import ready
 
 CAPABILITIES_TIMEOUT = 120
 

@@ -1,4 +1,4 @@
-"""create_app(settings): the web app over :func:`imgproxy.services.open_services`.
+"""create_app(settings): the web app over :func:`imgproxy.variants.services.open_services`.
 
 The lifespan opens the services (stores and their clients, the renderer, the
 memory tier) and closes them at shutdown. ``/v/`` requests go straight to
@@ -24,21 +24,21 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .config import Settings, load_settings
-from .errors import ImgproxyError
-from .ingest import Ingest
-from .metrics import exposition
-from .services import Services, open_services
-from .web import gallery, ready
-from .web.allow import AllowList, networks
-from .web.endpoint import VariantEndpoint
-from .web.errors import exception_handlers
-from .web.ingest import IngestEndpoint
-from .web.logs import RequestLog, log_format
-from .web.meta import MetaEndpoint
-from .web.originals import OriginalsEndpoint
-from .web.responses import Receive, Scope, Send
-from .web.skeleton import starting
+from ..config import Settings, load_settings
+from ..errors import ImgproxyError
+from ..metrics import exposition
+from ..variants.services import Services, open_services
+from ..variants.uploads import Ingest
+from . import gallery, ready
+from .allow import AllowList, networks
+from .endpoint import VariantEndpoint
+from .errors import exception_handlers
+from .logs import RequestLog, log_format
+from .meta import MetaEndpoint
+from .originals import OriginalsEndpoint
+from .responses import Receive, Scope, Send
+from .skeleton import starting
+from .uploads import IngestEndpoint
 
 log = logging.getLogger("imgproxy")
 

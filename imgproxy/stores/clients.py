@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from .config import Settings
-from .stores.spool import Spool
+from ..config import Settings
+from .spool import Spool
 
 
 class Clients:
@@ -72,7 +72,7 @@ class Clients:
     def http(self) -> httpx.AsyncClient:
         """The HTTP origin client: redirects are ours to follow, addresses are checked."""
         if self._http is None:
-            from .stores.guard import GuardedTransport
+            from .guard import GuardedTransport
 
             s = self.settings
             limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)

@@ -1,6 +1,6 @@
 """``imgproxy put FILE…``: upload originals, here or through a server.
 
-- default: straight into the originals store, through :class:`imgproxy.ingest.Ingest`,
+- default: straight into the originals store, through :class:`imgproxy.variants.uploads.Ingest`,
   the same checks as ``PUT /o/<id>`` (sniff, byte cap, header probe in a
   capped worker, exclusive store, eager renders awaited). No server needed.
 - ``--via URL``: ``PUT <URL>/o/<id>?wait=1`` with a bearer token
@@ -28,10 +28,10 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
-from .config import load_settings
-from .errors import ImgproxyError
-from .ingest import Ingest
-from .services import open_services
+from ..config import load_settings
+from ..errors import ImgproxyError
+from ..variants.services import open_services
+from ..variants.uploads import Ingest
 
 _CHUNK = 1024 * 1024
 

@@ -8,7 +8,7 @@
                 └─ eager renders: one fan-out job (one decode) from the upload's own
                    spool file (the store is not read back), awaited or in the background
 
-The HTTP endpoint (:mod:`imgproxy.web.ingest`) and ``imgproxy put`` both call
+The HTTP endpoint (:mod:`imgproxy.web.uploads`) and ``imgproxy put`` both call
 :meth:`Ingest.put`, so an upload is checked the same way whichever door it
 came through. Nothing is stored until every check has passed, and the store
 write is atomic, so a refused, short or abandoned upload leaves nothing.
@@ -37,16 +37,16 @@ from typing import Any, cast
 
 import anyio
 
-from .errors import BadRequest, Conflict, ImgproxyError, MethodNotAllowed, NotFound, TooLarge, Unsupported
+from ..errors import BadRequest, Conflict, ImgproxyError, MethodNotAllowed, NotFound, TooLarge, Unsupported
+from ..render import Probed, ProbeJob, Source
+from ..render.sniff import HEAD, sniff
+from ..stores import OriginalFiles, id_of
+from ..stores.spool import Spool
+from ..urls import check_id, variant_url
 from .fanout import FanOut, Target, targets_of
-from .render import Probed, ProbeJob, Source
-from .render.sniff import HEAD, sniff
 from .services import Services, limits
-from .stores import OriginalFiles, id_of
-from .stores.spool import Spool
-from .urls import check_id, variant_url
 
-log = logging.getLogger("imgproxy.ingest")
+log = logging.getLogger("imgproxy.variants.uploads")
 
 _READ = 1024 * 1024
 _VERSION = re.compile(r"\.v[0-9a-f]{12}$")

@@ -30,15 +30,15 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 import httpx
 
-from .config import Settings, load_settings
-from .errors import ImgproxyError, Unsupported
-from .fanout import Target, targets_of, transient
+from ..config import Settings, load_settings
+from ..errors import ImgproxyError, Unsupported
+from ..stores import id_of
+from ..stores.keyspace import key_space
+from ..urls import check_id, variant_url
+from ..variants.fanout import Target, targets_of, transient
+from ..variants.services import Services, open_services
 from .progress import Tally, print_summary, shown
-from .queue import Job, SqsQueue
-from .services import Services, open_services
-from .stores import id_of
-from .stores.keyspace import key_space
-from .urls import check_id, variant_url
+from .sqs import Job, SqsQueue
 
 ATTEMPTS = 3  # runs of one job when it fails for a reason that is not the original's
 BACKOFF = 1.0  # seconds before the second run, doubled for each further one

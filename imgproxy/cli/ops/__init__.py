@@ -9,8 +9,8 @@ without importing them::
     usage.py    du: variant-store usage next to the capacity estimate
     common.py   what they share: clients, a bounded loop, sizes, reports, progress
 
-They open stores from the tables of :mod:`imgproxy.services` and share one
-S3 client (:class:`imgproxy.clients.Clients`); nothing here renders.
+They open stores from the tables of :mod:`imgproxy.variants.services` and share one
+S3 client (:class:`imgproxy.stores.clients.Clients`); nothing here renders.
 """
 
 from __future__ import annotations

@@ -57,12 +57,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from .cache.failures import FailedOriginals
-from .cache.flight import SingleFlight
-from .cache.memory import MemoryTier, NoMemoryTier
-from .errors import GatewayTimeout, ImgproxyError, RenderTimeout, Unavailable, Undecodable
-from .fanout import FanOut, Target, cost
-from .metrics import (
+from ..cache.failures import FailedOriginals
+from ..cache.flight import SingleFlight
+from ..cache.memory import MemoryTier, NoMemoryTier
+from ..errors import GatewayTimeout, ImgproxyError, RenderTimeout, Unavailable, Undecodable
+from ..metrics import (
     RENDER_QUEUE,
     RENDER_SECONDS,
     RENDERS,
@@ -72,11 +71,12 @@ from .metrics import (
     STORE_SECONDS,
     VARIANT_BYTES,
 )
-from .presets import Preset
-from .render import Fanned, FanoutJob, Job, Limits, MetaJob, Probed, ProbeJob, Rendered, RenderJob, Result, Source
-from .stores import Blob, Original, OriginalStore, VariantStore
-from .urls import VariantRequest, check_id
-from .workers import Renderer
+from ..presets import Preset
+from ..render import Fanned, FanoutJob, Job, Limits, MetaJob, Probed, ProbeJob, Rendered, RenderJob, Result, Source
+from ..stores import Blob, Original, OriginalStore, VariantStore
+from ..urls import VariantRequest, check_id
+from ..workers import Renderer
+from .fanout import FanOut, Target, cost
 
 log = logging.getLogger("imgproxy")
 T = TypeVar("T")

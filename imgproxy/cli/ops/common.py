@@ -12,9 +12,9 @@ from typing import Any, TextIO, TypeVar
 
 import anyio
 
-from ..clients import Clients
-from ..config import Settings
-from ..stores import VariantStore
+from ...config import Settings
+from ...stores import VariantStore
+from ...stores.clients import Clients
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ async def clients(settings: Settings) -> AsyncIterator[Clients]:
 @asynccontextmanager
 async def variant_store(settings: Settings) -> AsyncIterator[VariantStore]:
     """The configured variant store (``IMGPROXY_VARIANTS``)."""
-    from ..services import VARIANT_STORES, open_store
+    from ...variants.services import VARIANT_STORES, open_store
 
     async with clients(settings) as shared:
         store: VariantStore = await open_store(VARIANT_STORES, settings.variants, settings, shared)

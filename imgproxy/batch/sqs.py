@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .errors import BadRequest, Unavailable
-from .stores import id_of
-from .stores.keyspace import KeySpace
-from .urls import check_id
+from ..errors import BadRequest, Unavailable
+from ..stores import id_of
+from ..stores.keyspace import KeySpace
+from ..urls import check_id
 
-log = logging.getLogger("imgproxy.queue")
+log = logging.getLogger("imgproxy.batch.sqs")
 
 #: SQS takes at most 10 messages per receive and per batch send.
 BATCH = 10

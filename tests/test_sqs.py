@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from imgproxy.queue import MAX_DEPTH, BadMessage, Job, parse
+from imgproxy.batch.sqs import MAX_DEPTH, BadMessage, Job, parse
 from imgproxy.stores.keyspace import key_space
 
 SPACE = key_space("s3://photos/uploads", "s3://photos/variants")

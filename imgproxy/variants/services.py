@@ -25,16 +25,16 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from .cache.memory import memory_tier
-from .clients import Clients
-from .config import Settings
-from .errors import ImgproxyError
-from .keys import resolve_keys
-from .presets import Preset, PresetError, load_presets
-from .render import Limits, Rendered, RenderJob, Source
-from .stores import OriginalStore, VariantStore
-from .variants import VariantService
-from .workers import Renderer, open_renderer
+from ..cache.memory import memory_tier
+from ..config import Settings
+from ..errors import ImgproxyError
+from ..keys import resolve_keys
+from ..presets import Preset, PresetError, load_presets
+from ..render import Limits, Rendered, RenderJob, Source
+from ..stores import OriginalStore, VariantStore
+from ..stores.clients import Clients
+from ..workers import Renderer, open_renderer
+from .service import VariantService
 
 log = logging.getLogger("imgproxy")
 

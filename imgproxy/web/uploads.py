@@ -6,7 +6,7 @@
       2. token present / valid                      401 / 403
       3. id, query                                  400
       4. Content-Length over the byte cap           413 (the body is never read)
-      5. stream, sniff, probe, store, render        413 / 415 / 422 / 409 (imgproxy.ingest)
+      5. stream, sniff, probe, store, render        413 / 415 / 422 / 409 (imgproxy.variants.uploads)
 
 The body is read as it arrives; a refusal is answered at once and the
 connection closed, so a client sending 200 MB past the cap is cut off
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from urllib.parse import parse_qsl
 
 from ..errors import BadRequest, Forbidden, ImgproxyError, NotFound
-from ..ingest import Ingest
+from ..variants.uploads import Ingest
 from .responses import Receive, Scope, Send
 from .skeleton import Endpoint, raw_path
 

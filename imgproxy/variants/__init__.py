@@ -1,0 +1,1 @@
+"""Variants made once: the service (memory, store, lease, render, put), fan-outs, uploads."""
