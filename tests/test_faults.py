@@ -202,4 +202,4 @@ def test_process_mode_under_several_server_processes(server_factory: Callable[..
     server = server_factory(workers=2, env=PROCESS)
     id = add_original(server, corpus("svg/linku__star.svg"), "star")
     assert httpx.get(server.url("thumbnail", id, "png"), timeout=60).status_code == 200
-    assert server.get("/healthz").json()["render_workers"] == 2  # the machine's pool: 2 x 1
+    assert server.get("/healthz").json()["render_workers"] == 1  # the machine's pool: RENDER_THREADS, not x 2
