@@ -34,7 +34,7 @@ run: $(STAMP_RUN)
 test: $(STAMP)
 	$(BIN)/ruff check imgproxy tests bench loadtest
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra -n 3 --dist loadfile
 
 # Tests that start a server, origin, moto or browser are marked `server` (tests/conftest.py);
 # IMGPROXY_TESTS_NO_SERVERS fails any that starts one without the mark.
