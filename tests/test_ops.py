@@ -131,7 +131,7 @@ def test_copy_prints_plain_progress_and_a_summary_without_a_tty(tmp_path: Path):
     (src / "x.jpg").write_bytes(b"x")
     out = run("copy", src.as_uri(), (tmp_path / "dst").as_uri())
     assert out.returncode == 0, out.stderr
-    assert "copy: 1/1 copied 1 (1 B), skipped 0, failed 0" in out.stderr
+    assert "copy: 1/1 keys ETA 0:00 · copied 1 (1 B), skipped 0, failed 0" in out.stderr
     assert out.stdout.startswith("copied 1 (1 B), skipped 0, failed 0 in ")
 
 

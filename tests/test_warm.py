@@ -209,15 +209,16 @@ def test_the_progress_bar_fits_80_columns(done: int, total: int, rendered: int, 
 
     from rich.console import Console
 
-    from imgproxy.batch.progress import Tally, progress_bar, show_tally
+    from imgproxy.batch.progress import Progress, Tally, bar
 
     console = Console(width=80, record=True, file=io.StringIO(), force_terminal=True)
     tally = Tally(originals=total, variants=total * 6, started=time.monotonic() - 42)
     tally.originals_done, tally.rendered, tally.failed = done, rendered, 2
-    bar = progress_bar("warm", console)
-    task = bar.add_task("warm", total=total, text="")
-    show_tally(bar, task, "warm", tally)
-    console.print(bar.make_tasks_table(bar.tasks))
+    progress = Progress("warm", total, "originals")
+    progress.done, progress.started = done, tally.started
+    shown = bar("warm", console)
+    shown.add_task("warm", total=total, completed=done, text=progress.beside(tally.figures(), console.width))
+    console.print(shown.make_tasks_table(shown.tasks))
     line = console.export_text().rstrip("\n")
     assert "\n" not in line and len(line) <= 80 and "…" not in line, line
     assert f"{done}/{total} originals ETA " in line and "━" in line, line

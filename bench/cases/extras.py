@@ -71,9 +71,8 @@ def warm(b: Bench) -> dict:
     ids = cold_ids(b.inputs, "warm", p.warm_originals)
     with servers.ours(b.inputs.root, b.work / "variants-warm", BENCH_PRESETS, b.logs / "ours-warm.log",
                       b.workers, render_mode=b.render_mode) as ours:
-        cmd = [sys.executable, "-m", "imgproxy", "warm", "--base-url", ours.base, "--concurrency", "4"]
-        for preset in p.warm_presets:
-            cmd += ["--preset", preset]
+        cmd = [sys.executable, "-m", "imgproxy", "warm", "--via", ours.base, "--concurrency", "4",
+               "--presets", ",".join(p.warm_presets)]
         env = dict(os.environ, IMGPROXY_KEYS=servers.BENCH_KEY, IMGPROXY_PRESETS=str(BENCH_PRESETS))
         b.quiet()
         start = time.perf_counter()

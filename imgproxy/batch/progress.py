@@ -1,30 +1,35 @@
-"""What a batch command has done so far (:class:`Tally`) and how it is shown.
+"""How far a batch command is, and how that is shown: the one progress toolkit of warm,
+put and the store commands, and their one bounded loop (:func:`each`).
 
-On a terminal, a rich progress bar on stderr: originals done and ETA, then
-variants and rate as far as the terminal is wide (80 columns show the
-variants for ordinary counts; the count and ETA are never cut). Otherwise a
-plain line every few seconds, so logs of a long backfill show it moving
-without control characters. The summary at the end is a few lines of text,
-or one JSON object with ``--json``.
+:class:`Progress` shows items done of a total. On a terminal, a rich bar on
+stderr with the count and ETA beside it, never cut, then as many of the
+command's own figures as the terminal is wide (80 columns show them for
+ordinary counts). Otherwise a plain line every few seconds, so logs of a long
+backfill show it moving without control characters. :class:`Tally` is what a
+warm-up or consumer counts; its summary at the end is a few lines of text, or
+one JSON object with ``--json``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+import anyio
 
 from ..errors import ImgproxyError
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress, TaskID
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
+T = TypeVar("T")
 
 PLAIN_EVERY = 5.0  # seconds between plain progress lines
 BAR_WIDTH = 14  # columns of the bar itself; the text beside it gets the rest
@@ -73,19 +78,12 @@ class Tally:
             "failures": self.failures,
         }
 
-    def seconds_left(self) -> float | None:
-        rate = self.originals_done / max(self.seconds, 1e-9)
-        return (self.originals - self.originals_done) / rate if rate else None
-
-    def line(self) -> str:
-        took = max(self.seconds, 1e-9)
-        rate = self.originals_done / took
-        left = self.seconds_left()
-        eta = f"ETA {left:.0f}s" if left is not None else "ETA ?"
-        return (f"{self.originals_done}/{self.originals} originals, {self.rendered} rendered, "
-                f"{self.skipped} skipped, {self.failed} failed, {rate:.1f} originals/s, "
-                f"{self.rendered / took:.1f} variants/s, {eta}")
-
+    def figures(self) -> list[str]:
+        """What :class:`Progress` shows beside the count, most telling first (the rate last:
+        the ETA says what it is for)."""
+        rate = self.rendered / max(self.seconds, 1e-9)
+        return [f"{self.rendered} rendered", f"{self.failed} failed", f"{self.skipped} skipped",
+                f"{rate:.1f} variants/s"]
 
 def print_summary(tally: Tally, as_json: bool, verb: str = "warmed") -> None:
     s = tally.summary()
@@ -103,37 +101,72 @@ def print_summary(tally: Tally, as_json: bool, verb: str = "warmed") -> None:
           f"{s['retries']} retries; {s['originals_per_s']} originals/s, {s['variants_per_s']} variants/s")
 
 
-@asynccontextmanager
-async def shown(tally: Tally, what: str = "warm") -> AsyncIterator[None]:
-    """Show ``tally`` moving while the body runs: a bar on a terminal, lines otherwise."""
-    if sys.stderr.isatty():
-        async with _bar(tally, what):
-            yield
-        return
-    task = asyncio.create_task(_plain(tally, what))
-    try:
-        yield
-    finally:
-        task.cancel()
+async def each(items: Iterable[T], work: Callable[[T], Awaitable[None]], concurrency: int) -> None:
+    """``work(item)`` for every item, at most ``concurrency`` at once; bounds the tasks
+    started, not only those running, so a million keys are not a million tasks."""
+    slots = anyio.Semaphore(max(1, concurrency))
+
+    async def one(item: T) -> None:
+        try:
+            await work(item)
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as tg:
+        for item in items:
+            await slots.acquire()
+            tg.start_soon(one, item)
 
 
-async def _plain(tally: Tally, what: str) -> None:
-    while True:
-        await asyncio.sleep(PLAIN_EVERY)
-        print(f"{what}: {tally.line()}", file=sys.stderr, flush=True)
+class Progress:
+    """``total`` items of ``unit`` under the label ``what``; :meth:`advance` counts one
+    done and takes the figures to show beside the count, most telling first."""
+
+    def __init__(self, what: str, total: int, unit: str = "", *, out: TextIO | None = None,
+                 plain: bool = True) -> None:
+        self.what, self.total, self.unit = what, total, unit
+        self.out = out or sys.stderr
+        self.plain = plain  # a line every PLAIN_EVERY seconds off a terminal
+        self.done = 0
+        self.started = self._last = time.monotonic()
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> Progress:
+        if self.out.isatty():
+            from rich.console import Console
+
+            self._bar = bar(self.what, Console(file=self.out))
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.what, total=self.total, text="")
+        return self
+
+    def advance(self, figures: Sequence[str] = (), n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=self.done, text=self.beside(figures, self._bar.console.width))
+            return
+        now = time.monotonic()
+        if self.plain and (now - self._last >= PLAIN_EVERY or self.done == self.total):
+            self._last = now
+            print(f"{self.what}: {self.beside(figures, 1 << 16)}", file=self.out, flush=True)
+
+    def beside(self, figures: Sequence[str], width: int) -> str:
+        """The count and ETA always, then as many ``figures`` as fit in ``width`` columns."""
+        rate = self.done / max(time.monotonic() - self.started, 1e-9)
+        eta = f"ETA {_clock(int((self.total - self.done) / rate))}" if rate else "ETA ?"
+        return fitted(f"{self.done}/{self.total}{' ' + self.unit if self.unit else ''} {eta}", figures,
+                      width - len(self.what) - BAR_WIDTH - 2)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
 
 
-def bar_text(tally: Tally, width: int) -> str:
-    """What stands beside the bar, in ``width`` columns: the count and ETA always,
-    then as much of the rest as fits, most telling first (the rate last: the ETA
-    says what it is for)."""
-    left = tally.seconds_left()
-    eta = "ETA ?" if left is None else f"ETA {_clock(int(left))}"
-    text = f"{tally.originals_done}/{tally.originals} originals {eta}"
-    rate = tally.rendered / max(tally.seconds, 1e-9)
+def fitted(text: str, figures: Sequence[str], width: int) -> str:
+    """``text``, then ``figures`` while they fit in ``width`` columns (``text`` itself is never cut)."""
     separator = " · "
-    for part in (f"{tally.rendered} rendered", f"{tally.failed} failed", f"{tally.skipped} skipped",
-                 f"{rate:.1f} variants/s"):
+    for part in figures:
         if len(text) + len(separator) + len(part) > width:
             break
         text += separator + part
@@ -146,33 +179,11 @@ def _clock(seconds: int) -> str:
     return f"{hours}:{minutes:02}:{seconds % 60:02}" if hours else f"{minutes}:{seconds % 60:02}"
 
 
-def progress_bar(what: str, console: Console) -> Progress:
-    from rich.progress import BarColumn, Progress, TextColumn
+def bar(what: str, console: Console) -> RichProgress:
+    from rich.progress import BarColumn, TextColumn
+    from rich.progress import Progress as RichProgress
 
-    return Progress(TextColumn(what), BarColumn(bar_width=BAR_WIDTH), TextColumn("{task.fields[text]}"),
-                    console=console, transient=False)
-
-
-def show_tally(bar: Progress, task: TaskID, what: str, tally: Tally) -> None:
-    beside = bar.console.width - len(what) - BAR_WIDTH - 2  # two column gaps
-    bar.update(task, completed=tally.originals_done, text=bar_text(tally, beside))
+    return RichProgress(TextColumn(what), BarColumn(bar_width=BAR_WIDTH), TextColumn("{task.fields[text]}"),
+                        console=console, transient=False)
 
 
-@asynccontextmanager
-async def _bar(tally: Tally, what: str) -> AsyncIterator[None]:
-    from rich.console import Console
-
-    with progress_bar(what, Console(stderr=True)) as bar:
-        task = bar.add_task(what, total=tally.originals, text="")
-
-        async def refresh() -> None:
-            while True:
-                show_tally(bar, task, what, tally)
-                await asyncio.sleep(0.2)
-
-        updater = asyncio.create_task(refresh())
-        try:
-            yield
-        finally:
-            updater.cancel()
-            show_tally(bar, task, what, tally)

@@ -26,18 +26,22 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
 from ..config import Settings, load_settings
 from ..errors import ImgproxyError, Unsupported
-from ..stores import id_of
+from ..keys import resolve_keys
+from ..presets import Preset, load_presets
+from ..stores import OriginalStore, id_of
+from ..stores.clients import Clients
 from ..stores.keyspace import key_space
 from ..urls import check_id, variant_url
 from ..variants.fanout import Target, targets_of, transient
-from ..variants.services import Services, open_services
-from .progress import Tally, print_summary, shown
+from ..variants.services import ORIGINAL_STORES, Services, open_services, open_store
+from .progress import Progress, Tally, each, print_summary
 from .sqs import Job, SqsQueue
 
 ATTEMPTS = 3  # runs of one job when it fails for a reason that is not the original's
@@ -52,11 +56,10 @@ def warm(args: argparse.Namespace) -> int:
     settings = load_settings()
     # A batch process: no memory tier (nothing is served from it), no surprises.
     settings = dataclasses.replace(settings, memory_cache_mb=0)
-    if args.enqueue or args.via:
-        settings = dataclasses.replace(settings, render_mode="thread")  # renders nothing: no workers
     try:
         given = _given_ids(args)
-        return asyncio.run(_warm(args, settings, given))
+        run = _send if args.enqueue or args.via else _warm
+        return asyncio.run(run(args, settings, given))
     except UsageError as exc:
         print(f"imgproxy warm: {exc}", file=sys.stderr)
         return 2
@@ -64,23 +67,54 @@ def warm(args: argparse.Namespace) -> int:
 
 async def _warm(args: argparse.Namespace, settings: Settings, given: list[str]) -> int:
     async with open_services(settings) as services:
-        presets = _names(args.presets, settings.warm_presets_list)
-        formats = _names(args.formats, settings.warm_formats_list)
-        try:
-            targets = targets_of(services.presets, presets, formats)
-        except ImgproxyError as exc:
-            raise UsageError(exc.detail) from None
-        ids = await _ids(args, services, given)
-        concurrency = max(1, args.concurrency or 2 * settings.concurrency)
-        if args.enqueue:
-            return await _enqueue(services, args.enqueue, ids, presets, formats, args.json)
-        if args.via:
-            return await _via(services, args.via, ids, targets, concurrency, args.json)
+        *_, targets = _targets(args, settings, services.presets)
+        ids = await _ids(args, settings, services.originals, given)
         tally = Tally(len(ids), len(ids) * len(targets))
-        async with shown(tally):
-            await render_all(services, ids, targets, concurrency, tally)
+        with Progress("warm", len(ids), "originals") as progress:
+
+            async def one(id: str) -> None:
+                await warm_one(services, id, targets, tally)
+                progress.advance(tally.figures())
+
+            await each(ids, one, _concurrency(args, settings))
         print_summary(tally, args.json)
         return 1 if tally.failed else 0
+
+
+async def _send(args: argparse.Namespace, settings: Settings, given: list[str]) -> int:
+    """``--via`` and ``--enqueue`` render nothing here: no variant store, no render workers; the
+    originals store only to list ``--prefix``."""
+    names, formats, targets = _targets(args, settings, load_presets(settings.presets))
+    clients = Clients(settings)
+    try:
+        if args.prefix is not None:
+            originals: OriginalStore = await open_store(ORIGINAL_STORES, settings.originals, settings, clients)
+            try:
+                ids = await _ids(args, settings, originals, given)
+            finally:
+                await originals.aclose()
+        else:
+            ids = await _ids(args, settings, None, given)
+        if args.enqueue:
+            return await _enqueue(await clients.sqs(), args.enqueue, ids, names, formats, args.json)
+        return await _via(resolve_keys(settings)[0], args.via, ids, targets, _concurrency(args, settings),
+                          args.json)
+    finally:
+        await clients.aclose()
+
+
+def _targets(args: argparse.Namespace, settings: Settings,
+             presets: Mapping[str, Preset]) -> tuple[tuple[str, ...], tuple[str, ...], list[Target]]:
+    names = _names(args.presets, settings.warm_presets_list)
+    formats = _names(args.formats, settings.warm_formats_list)
+    try:
+        return names, formats, targets_of(presets, names, formats)
+    except ImgproxyError as exc:
+        raise UsageError(exc.detail) from None
+
+
+def _concurrency(args: argparse.Namespace, settings: Settings) -> int:
+    return max(1, args.concurrency or 2 * settings.concurrency)
 
 
 def _names(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -107,10 +141,11 @@ def _lines(f: Iterable[str]) -> list[str]:
     return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
 
 
-async def _ids(args: argparse.Namespace, services: Services, given: list[str]) -> list[str]:
+async def _ids(args: argparse.Namespace, settings: Settings, originals: OriginalStore | None,
+               given: list[str]) -> list[str]:
     ids = list(given)
-    if args.prefix is not None:
-        ids += [id async for id in _listed(services, args.prefix)]
+    if args.prefix is not None and originals is not None:
+        ids += [id async for id in _listed(settings, originals, args.prefix)]
     if not ids:
         raise UsageError("no ids: give them as arguments, with --ids-file FILE|- or --prefix P")
     try:
@@ -119,12 +154,12 @@ async def _ids(args: argparse.Namespace, services: Services, given: list[str]) -
         raise UsageError(exc.detail) from None
 
 
-async def _listed(services: Services, prefix: str) -> AsyncIterator[str]:
-    s = services.settings
+async def _listed(settings: Settings, originals: OriginalStore, prefix: str) -> AsyncIterator[str]:
+    s = settings
     space = key_space(s.originals, s.variants)
     own = 0
     try:
-        async for key in services.originals.list_keys(prefix):
+        async for key in originals.list_keys(prefix):
             if space.own(key):  # the variant store sharing the bucket: never warm variants of variants
                 own += 1
                 continue
@@ -135,20 +170,6 @@ async def _listed(services: Services, prefix: str) -> AsyncIterator[str]:
     if own:
         print(f"imgproxy warm: ignored {own} keys under {s.originals} that imgproxy wrote itself "
               f"(the variant store {s.variants})", file=sys.stderr)
-
-
-async def render_all(services: Services, ids: Sequence[str], targets: Sequence[Target], concurrency: int,
-                     tally: Tally) -> None:
-    """Every id's fan-out job, ``concurrency`` at a time, counted in ``tally``."""
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for id in ids:
-        queue.put_nowait(id)
-
-    async def worker() -> None:
-        while not queue.empty():
-            await warm_one(services, queue.get_nowait(), targets, tally)
-
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(ids)))))
 
 
 async def warm_one(services: Services, id: str, targets: Sequence[Target], tally: Tally) -> None:
@@ -177,9 +198,9 @@ async def warm_one(services: Services, id: str, targets: Sequence[Target], tally
     tally.done(id, len(rendered), len(skipped), failed)
 
 
-async def _enqueue(services: Services, url: str, ids: Sequence[str], presets: Sequence[str],
+async def _enqueue(sqs: Any, url: str, ids: Sequence[str], presets: Sequence[str],
                    formats: Sequence[str], as_json: bool) -> int:
-    queue = SqsQueue(await services.clients.sqs(), url)
+    queue = SqsQueue(sqs, url)
     started = time.monotonic()
     await queue.send([Job(id, tuple(presets), tuple(formats)).message() for id in ids])
     took = time.monotonic() - started
@@ -190,10 +211,9 @@ async def _enqueue(services: Services, url: str, ids: Sequence[str], presets: Se
     return 0
 
 
-async def _via(services: Services, base_url: str, ids: Sequence[str], targets: Sequence[Target],
+async def _via(key: str, base_url: str, ids: Sequence[str], targets: Sequence[Target],
                concurrency: int, as_json: bool) -> int:
-    """Today's mode: a signed request per variant through a server or CDN."""
-    key = services.keys[0]
+    """A signed request per variant through a server or CDN."""
     urls = [variant_url(key, p.name, i, f, base_url) for i in ids for p, f in targets]
     started = time.perf_counter()
     counts = await _request_all(urls, concurrency)
@@ -224,24 +244,19 @@ def via_outcomes(counts: dict[str, int]) -> str:
 
 async def _request_all(urls: list[str], concurrency: int) -> dict[str, int]:
     counts: dict[str, int] = {}
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for url in urls:
-        queue.put_nowait(url)
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            url = queue.get_nowait()
-            try:
-                r = await client.get(url)
-                outcome = r.headers.get("x-imgproxy-tier", str(r.status_code))
-                if r.status_code >= 400:
-                    print(f"{r.status_code} {url}: {r.text[:200]}", file=sys.stderr)
-            except httpx.HTTPError as exc:
-                outcome = type(exc).__name__
-                print(f"error {url}: {exc}", file=sys.stderr)
-            counts[outcome] = counts.get(outcome, 0) + 1
+    async def one(url: str) -> None:
+        try:
+            r = await client.get(url)
+            outcome = r.headers.get("x-imgproxy-tier", str(r.status_code))
+            if r.status_code >= 400:
+                print(f"{r.status_code} {url}: {r.text[:200]}", file=sys.stderr)
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+            print(f"error {url}: {exc}", file=sys.stderr)
+        counts[outcome] = counts.get(outcome, 0) + 1
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await each(urls, one, concurrency)
     return counts

@@ -213,12 +213,6 @@ def _print_meta(settings: Settings, id: str) -> int:
 def cmd_warm(args: argparse.Namespace) -> int:
     from ..batch.warm import warm
 
-    if args.preset:  # the first warm-up's options
-        args.presets = ",".join(args.preset)
-    if args.format:
-        args.formats = ",".join(args.format)
-    if args.base_url and not args.enqueue:
-        args.via = args.via or args.base_url
     return warm(args)
 
 
@@ -269,10 +263,6 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--via", metavar="URL", help="request signed URLs from this server or CDN instead")
     mode.add_argument("--enqueue", metavar="QUEUE_URL", help="send one job per original to this SQS queue instead")
     warm.add_argument("--json", action="store_true", help="print the summary as JSON")
-    # The options of the first warm-up, kept working: --preset P (repeatable) and --base-url URL (= --via).
-    warm.add_argument("--preset", action="append", help=argparse.SUPPRESS)
-    warm.add_argument("--format", action="append", choices=FORMATS, help=argparse.SUPPRESS)
-    warm.add_argument("--base-url", help=argparse.SUPPRESS)
     warm.set_defaults(func=cmd_warm)
 
     consume = sub.add_parser("consume", help="render the fan-out jobs of an SQS queue (job messages, S3 events)")

@@ -20,7 +20,6 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +27,7 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
+from ..batch.progress import Progress
 from ..config import load_settings
 from ..errors import ImgproxyError
 from ..variants.services import open_services
@@ -52,7 +52,8 @@ def put(args: argparse.Namespace) -> int:
 
 async def _put(args: argparse.Namespace, uploads: list[tuple[str, Path, int]], render: list[str] | None) -> int:
     failed = 0
-    with _progress(len(uploads)) as advance:
+    # Off a terminal each file's own line is the progress.
+    with Progress("put", len(uploads), "files", plain=False) as progress:
         async with _uploader(args, render) as upload:
             for id, path, size in uploads:
                 try:
@@ -62,7 +63,7 @@ async def _put(args: argparse.Namespace, uploads: list[tuple[str, Path, int]], r
                 body = {"file": str(path), "status_code": status, **body}
                 failed += status >= 400
                 _report(body, args.json)
-                advance()
+                progress.advance([f"{failed} failed"])
     return 1 if failed else 0
 
 
@@ -145,30 +146,6 @@ def _report(body: dict[str, Any], as_json: bool) -> None:
         print(f"{body['status']} {body['id']}: {body['width']}x{body['height']} {body['format']}, "
               f"{body['bytes']} bytes, sha256 {body['sha256'][:12]}…, renders {rendered.get('state')}"
               f" ({rendered.get('rendered', 0)} rendered)", flush=True)
-
-
-def _progress(total: int) -> Any:
-    """A rich bar on a terminal for more than one file; the yielded function advances it."""
-    if total < 2 or not sys.stderr.isatty():
-        return nullcontext(lambda: None)
-    return _Bar(total)
-
-
-class _Bar:
-    def __init__(self, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("put"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 console=Console(stderr=True))
-        self.task = self.progress.add_task("put", total=total)
-
-    def __enter__(self) -> Callable[[], None]:
-        self.progress.__enter__()
-        return lambda: self.progress.advance(self.task)
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
 
 
 __all__ = ["put"]

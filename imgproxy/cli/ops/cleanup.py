@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from ...batch.progress import each
 from ...config import load_settings
 from ...errors import NotFound
 from ...formats import FORMATS
@@ -28,7 +29,7 @@ from ...presets import NAME, Preset, load_presets
 from ...stores import VariantStore
 from ...urls import check_id
 from ...variants.service import meta_key
-from .common import each, emit, size, variant_store
+from .common import emit, size, variant_store
 
 DIGEST = re.compile(r"^[0-9a-f]{12}$")
 

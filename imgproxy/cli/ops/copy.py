@@ -37,12 +37,13 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from ...batch.progress import Progress, each
 from ...config import load_settings
 from ...errors import ImgproxyError, NotFound, Unavailable
 from ...stores import ObjectStat, OriginalFiles
 from ...stores.s3 import PART_SIZE
 from ...variants.services import ORIGINAL_STORES, open_store
-from .common import Progress, clients, each, emit, size
+from .common import clients, emit, size
 
 
 class Etag:
@@ -131,8 +132,8 @@ class Summary:
     seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)  # key -> why
 
-    def status(self) -> str:
-        return f"copied {self.copied} ({size(self.bytes)}), skipped {self.skipped}, failed {self.failed}"
+    def figures(self) -> list[str]:
+        return [f"copied {self.copied} ({size(self.bytes)})", f"skipped {self.skipped}", f"failed {self.failed}"]
 
 
 async def copy_one(src: OriginalFiles, dst: OriginalFiles, key: str) -> int | None:
@@ -156,7 +157,7 @@ async def copy(src: OriginalFiles, dst: OriginalFiles, prefix: str = "", concurr
     started = time.monotonic()
     keys = [key async for key in src.list_keys(prefix)]
     summary = Summary()
-    with Progress("copy", len(keys)) as bar:
+    with Progress("copy", len(keys), "keys") as bar:
 
         async def one(key: str) -> None:
             try:
@@ -170,7 +171,7 @@ async def copy(src: OriginalFiles, dst: OriginalFiles, prefix: str = "", concurr
                 else:
                     summary.copied += 1
                     summary.bytes += copied
-            bar.advance(summary.status())
+            bar.advance(summary.figures())
 
         await each(keys, one, concurrency)
     summary.seconds = round(time.monotonic() - started, 3)
@@ -197,7 +198,7 @@ async def _run(args: argparse.Namespace) -> Summary:
 def run(args: argparse.Namespace) -> int:
     summary = anyio.run(_run, args)
     rate = summary.bytes / summary.seconds if summary.seconds else 0.0
-    lines = [f"{summary.status()} in {summary.seconds:.1f} s ({size(rate)}/s)"]
+    lines = [f"{', '.join(summary.figures())} in {summary.seconds:.1f} s ({size(rate)}/s)"]
     lines += [f"  failed {key}: {why}" for key, why in sorted(summary.failures.items())]
     emit(asdict(summary), args.json, lines)
     return 1 if summary.failed else 0
