@@ -253,7 +253,8 @@ _quote = encode_basestring_ascii  # a JSON string, escaped, quotes included (jso
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: ts, level, logger, msg, the access fields, exc."""
+    """One JSON object a line: ts, level, logger, msg, exc. (Access lines are written apart,
+    batched, by :class:`RequestLog`.)"""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -262,9 +263,6 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        access = getattr(record, "access", None)
-        if access is not None:
-            out.update(access)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
