@@ -184,7 +184,11 @@ def test_hits_are_never_blocked_behind_renders(
     id = slow_original(server)
     stored = server.url("thumbnail", add_original(server, corpus("svg/linku__star.svg"), "star"))
     assert httpx.get(stored).status_code == 200
-    busy = [pool.submit(httpx.get, server.url("large", id, fmt), timeout=120) for fmt in ("png", "avif")]
+    # The slowest render first (a full decode and an AVIF encode), the second queued behind it:
+    # both places stay taken for seconds even on a busy machine.
+    busy = [pool.submit(httpx.get, server.url("large", id, "avif"), timeout=120)]
+    wait_until(lambda: server.get("/healthz").json()["renders_pending"] == 1)
+    busy.append(pool.submit(httpx.get, server.url("large", id, "png"), timeout=120))
     wait_until(lambda: server.get("/healthz").json()["renders_pending"] == 2)
     # Refused while both places are surely taken: once the first render ends, a
     # third would be admitted (and this request would wait for it).
