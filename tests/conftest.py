@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -74,6 +75,48 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``tmpfs(name, size, *options)``: a tmpfs of ``size`` (``2m``) mounted at ``tmp_path/name``,
+    unmounted after the test; skips where mounting needs root. Full and read-only filesystems
+    are real ones in these tests, as in ``make soak``."""
+    mounts: list[Path] = []
+
+    def mount(name: str, size: str, *options: str) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs",
+                               str(path)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(path)
+        return path
+
+    try:
+        yield mount
+    finally:
+        for path in mounts:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(folder: Path) -> None:
+    """Write ``folder/.filler`` (a dot-file: not a key) until the filesystem is full."""
+    fd = os.open(folder / ".filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError) as full:
+            while True:
+                os.write(fd, b"\0" * 65536)
+        assert full.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def read_only(path: Path) -> None:
+    """Remount the tmpfs at ``path`` read-only."""
+    if subprocess.run(["mount", "-o", "remount,ro", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot remount a tmpfs read-only here")
 
 
 def require(*tools: str) -> None:

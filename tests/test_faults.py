@@ -4,17 +4,15 @@ disk, a burst past the queue, a client that hangs up."""
 from __future__ import annotations
 
 import concurrent.futures
-import errno
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, add_original, corpus
+from conftest import Server, add_original, corpus, fill
 
 PROCESS = {"IMGPROXY_RENDER_MODE": "process", "IMGPROXY_RENDER_THREADS": "1"}
 
@@ -94,26 +92,12 @@ def test_a_worker_past_the_deadline_is_killed_and_504(server_factory: Callable[.
 
 
 @pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
+def full_disk(tmpfs: Callable[..., Path]) -> Path:
     """A 64 KiB tmpfs, filled up: every write gets ENOSPC."""
-    mount = tmp_path / "full"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        (mount / "variants" / ".locks").mkdir(parents=True)
-        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            with pytest.raises(OSError) as full:
-                while True:
-                    os.write(fd, b"\0" * 4096)
-            assert full.value.errno == errno.ENOSPC
-        finally:
-            os.close(fd)
-        yield mount / "variants"
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    mount = tmpfs("full", "64k")
+    (mount / "variants" / ".locks").mkdir(parents=True)
+    fill(mount)
+    return mount / "variants"
 
 
 def test_a_full_variant_store_still_serves_and_leaves_nothing(

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server
+from conftest import Server, read_only
 from test_corpus import tree_rss
 
 PILE = 30  # concurrent misses, each on a distinct 16 MiB original
@@ -94,17 +93,9 @@ async def test_originals_over_the_byte_budget_get_503_with_retry_after(
 
 
 @pytest.fixture
-def small_spool(tmp_path: Path) -> Iterator[Path]:
+def small_spool(tmpfs: Callable[..., Path]) -> Path:
     """An 8 MiB tmpfs: a 16 MiB original fills it up (ENOSPC) half way."""
-    mount = tmp_path / "spool"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    return tmpfs("spool", "8m")
 
 
 async def test_a_full_or_read_only_spool_is_503_with_retry_after_and_counted(
@@ -116,7 +107,7 @@ async def test_a_full_or_read_only_spool_is_503_with_retry_after_and_counted(
         assert all(r.headers["retry-after"] == "1" and r.json()["reason"] == "full" for r in full)
         assert not list(small_spool.rglob("orig-*"))  # each partial spool file removed
         assert (await client.get(server.url("thumbnail", "photo"))).status_code == 200  # the space came back
-        await asyncio.to_thread(subprocess.run, ["mount", "-o", "remount,ro", str(small_spool)], check=True)
+        await asyncio.to_thread(read_only, small_spool)
         unwritable = await client.get(server.url("thumbnail", "big-4100"))
         assert unwritable.status_code == 503 and unwritable.json()["reason"] == "unwritable"
     assert server.metric('imgproxy_disk_errors_total{folder="spool",reason="full"}') == 6

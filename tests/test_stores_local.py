@@ -2,11 +2,9 @@ import asyncio
 import errno
 import os
 import stat
-import subprocess
-from pathlib import Path
 
 import pytest
-from conftest import add_original, corpus
+from conftest import add_original, corpus, read_only
 
 from imgproxy.errors import BadRequest, NotFound, TooLarge
 from imgproxy.stores import Blob, file_path
@@ -136,39 +134,26 @@ async def test_lease_released_when_holder_exits_with_error(tmp_path):
 STAR = "svg/linku__star.svg"
 
 
-def _mount_tmpfs(path: Path, options: str) -> None:
-    path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-
-
 @pytest.fixture(params=["read-only", "out-of-inodes"])
-def unwritable_variants(request, tmp_path):
+def unwritable_variants(request, tmpfs):
     """A variant folder on a tmpfs where no file can be created (EROFS or ENOSPC)."""
-    mount = tmp_path / "store"
     if request.param == "read-only":
-        _mount_tmpfs(mount, "size=1m")
+        mount = tmpfs("store", "1m")
         (mount / "variants" / ".locks").mkdir(parents=True)
-        if subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mount)], check=False)
-            pytest.skip("cannot remount a tmpfs read-only here")
+        read_only(mount)
         expected = errno.EROFS
     else:
-        _mount_tmpfs(mount, "size=1m,nr_inodes=16")
+        mount = tmpfs("store", "1m", "nr_inodes=16")
         (mount / "variants" / ".locks").mkdir(parents=True)
         with pytest.raises(OSError) as full:
             for i in range(100):
                 (mount / f"filler-{i}").touch()
         assert full.value.errno == errno.ENOSPC
         expected = errno.ENOSPC
-    try:
-        with pytest.raises(OSError) as refused:
-            os.open(mount / "variants" / ".locks" / "probe.lock", os.O_CREAT | os.O_RDWR, 0o644)
-        assert refused.value.errno == expected
-        yield mount / "variants"
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with pytest.raises(OSError) as refused:
+        os.open(mount / "variants" / ".locks" / "probe.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    assert refused.value.errno == expected
+    return mount / "variants"
 
 
 def test_an_unwritable_variant_store_serves_renders_and_counts_the_failures(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -11,13 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import KEY, ROOT, Moto, Server, corpus
+from conftest import KEY, ROOT, Moto, Server, corpus, fill, read_only
 
 PHOTO = "exif/mei__Apple_iPhone_4.jpg"
 OTHER = "exif/exifsamples__Canon_40D.jpg"
@@ -408,45 +407,12 @@ def test_an_upload_reports_the_upright_size_as_meta_and_variants_do(server: Serv
     assert image.height > image.width  # portrait, like the sizes reported
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
-    """``tmpfs(name, size)``: a tmpfs of ``size`` mounted at ``tmp_path/name``, unmounted after."""
-    mounts: list[Path] = []
-
-    def mount(name: str, size: str) -> Path:
-        path = tmp_path / name
-        path.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True).returncode != 0:
-            pytest.skip("cannot mount a tmpfs here (needs root)")
-        mounts.append(path)
-        return path
-
-    try:
-        yield mount
-    finally:
-        for path in mounts:
-            subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(folder: Path) -> None:
-    """Write ``folder/.filler`` (a dot-file: not a key) until the filesystem is full."""
-    fd = os.open(folder / ".filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        with pytest.raises(OSError) as full:
-            while True:
-                os.write(fd, b"\0" * 65536)
-        assert full.value.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-
-
 def files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 def test_a_full_originals_store_is_507_leaves_nothing_and_is_not_ready(
-        server_factory: Callable[..., Server], tmpfs: Callable[[str, str], Path]) -> None:
+        server_factory: Callable[..., Server], tmpfs: Callable[..., Path]) -> None:
     originals = tmpfs("originals", "2m")
     server = server_factory(originals=originals, env=TOKENS)
     fill(originals)
@@ -464,11 +430,11 @@ def test_a_full_originals_store_is_507_leaves_nothing_and_is_not_ready(
 
 
 def test_a_read_only_originals_store_is_503_and_not_ready_with_uploads_on(
-        server_factory: Callable[..., Server], tmpfs: Callable[[str, str], Path]) -> None:
+        server_factory: Callable[..., Server], tmpfs: Callable[..., Path]) -> None:
     originals = tmpfs("originals", "2m")
     uploads = server_factory(originals=originals, env=TOKENS)
     reads_only = server_factory(originals=originals)
-    subprocess.run(["mount", "-o", "remount,ro", str(originals)], check=True)
+    read_only(originals)
     r = put(uploads, "cam/photo", corpus(PHOTO).read_bytes(), "?render=none")
     assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
     assert r.json() == {"error": "unavailable", "detail": "the originals folder is unwritable; try again",
@@ -480,7 +446,7 @@ def test_a_read_only_originals_store_is_503_and_not_ready_with_uploads_on(
 
 
 def test_uploads_wait_in_the_spool_its_folder_and_its_budget(
-        server_factory: Callable[..., Server], tmpfs: Callable[[str, str], Path]) -> None:
+        server_factory: Callable[..., Server], tmpfs: Callable[..., Path]) -> None:
     photo = corpus(PHOTO).read_bytes()
     spool = tmpfs("spool", "1m")
     fill(spool)
