@@ -176,8 +176,8 @@ class Settings:
 
     @property
     def process_concurrency(self) -> int:
-        """Renders at once in one server process that renders on its own (thread mode, or a
-        single process): its share of the machine's."""
+        """Renders at once in one of ``workers`` server processes rendering in threads: its share
+        of the machine's (process mode shares one pool instead)."""
         return max(1, self.concurrency // self.workers)
 
     def describe(self) -> dict[str, str]:

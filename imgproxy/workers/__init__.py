@@ -105,8 +105,8 @@ async def open_renderer(settings: Settings) -> ThreadRenderer | ProcessRenderer 
     if s.render_mode == "process" and pool:
         # Admits as many renders as the whole pool runs, so one process can keep it busy.
         return RemoteRenderer(pool, s.concurrency, s.render_queue, s.render_timeout)
-    if s.render_mode == "process":
-        renderer = ProcessRenderer(s.process_concurrency, s.render_queue, s.render_timeout,
+    if s.render_mode == "process":  # serve --workers 1, or a batch command: the machine's workers
+        renderer = ProcessRenderer(s.concurrency, s.render_queue, s.render_timeout,
                                    s.worker_memory_mb, s.worker_cpu_seconds, s.vips_concurrency)
         await renderer.start()
         return renderer
