@@ -22,6 +22,7 @@ from ..presets import Preset
 from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
 from ..variants.service import VariantService
 from .canonical import canonical_location
+from .cors import NO_CORS, Cors
 from .logs import RECORD
 from .negotiate import Negotiator
 from .responses import Receive, Scope, Send, VariantHeaders, not_modified_headers, send_redirect, server_timing
@@ -38,13 +39,14 @@ class VariantEndpoint(Endpoint):
     prefix = PREFIX.encode()
 
     def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService,
-                 not_found_max_age: int = 60, auto: bool = True) -> None:
+                 not_found_max_age: int = 60, auto: bool = True, cors: Cors = NO_CORS) -> None:
         self.keys = tuple(keys)
+        self.cors = cors
         self.not_found_max_age = not_found_max_age
         self.presets = presets
         self.variants = variants
-        self.headers = VariantHeaders()
-        self.auto_headers = VariantHeaders(vary=True)  # explicit formats never pay for Vary
+        self.headers = VariantHeaders(cors=cors)
+        self.auto_headers = VariantHeaders(vary=True, cors=cors)  # explicit formats never pay for Vary: Accept
         self.negotiator = Negotiator(variants.has_alpha) if auto else None
         # Exact URL bytes whose signature and path were already checked: a repeat
         # request skips the HMAC and parsing. Keys and presets only change with
@@ -66,7 +68,7 @@ class VariantEndpoint(Endpoint):
         except Exception as exc:
             if isinstance(exc, BadRequest) and (location := canonical_location(self.keys, scope)) is not None:
                 OUTCOME["redirect"].inc()
-                await send_redirect(send, location)
+                await send_redirect(send, location, self.cors.headers(scope))
                 return
             await self.fail(scope, send, exc)
             return
@@ -74,6 +76,8 @@ class VariantEndpoint(Endpoint):
         if record is not None:
             record.tier = tier
         headers = (self.auto_headers if auto else self.headers).get(key, blob, OUTPUTS[request.fmt].mime)
+        if self.cors.listed:  # the one CORS header that depends on the request (``*`` is in ``headers``)
+            headers = (*headers, *self.cors.echo(scope))
         if not_modified(scope, blob.etag):
             OUTCOME["not_modified"].inc()
             await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(headers)})
