@@ -105,7 +105,9 @@ class App:
             self.services = services
             self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants,
                                             not_found_max_age=self.settings.not_found_max_age,
-                                            auto=services.settings.auto_format, cors=self.cors)
+                                            auto=services.settings.auto_format, cors=self.cors,
+                                            fallback=self.settings.fallback,
+                                            fallback_ok=self.settings.fallback_status == "200")
             self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps, cors=self.cors)
             self.originals = OriginalsEndpoint(services.keys, services.originals, cors=self.cors)
             for endpoint in (self.meta, self.originals):  # a missing original: one 404 lifetime everywhere
