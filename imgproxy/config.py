@@ -73,6 +73,9 @@ class Settings:
     max_svg_elements: int = setting(100_000, "most elements an SVG may have, counted before librsvg parses it (413 above)")
     input_formats: tuple[str, ...] = setting((), f"comma-separated input formats accepted, judged by their bytes ({', '.join(INPUT_FORMATS)}); empty means all")
     auto_format: bool = setting(True, "serve /v/<preset>/<id>.auto, picking AVIF, WebP, JPEG or PNG by Accept; off makes .auto a 400")
+    fallback: str = setting("", "id of an original served by /v/, in the requested preset, width and format, in place of a missing (404), unreadable (415) or undecodable (422) one; rendered and stored once per variant like any original's; a fallback that is not there or does not decode stops start-up; empty means none")
+    fallback_status: str = setting("keep", "status of a fallback image: 'keep' (the 404, 415 or 422 it stands in for) or '200'; either way with Cache-Control max-age=not_found_max_age and X-Imgproxy-Fallback: 1")
+    cors_origins: tuple[str, ...] = setting((), "comma-separated origins (https://app.example.com) whose pages may read /v/, /meta/ and /o/ responses from script: the request's Origin echoed in Access-Control-Allow-Origin when listed, with Vary: Origin; '*' for any origin (no Vary); empty sends no CORS headers")
     render_timeout: float = setting(30.0, "seconds one render may take (504 above); a fan-out job, this for each variant it makes")
     download_timeout: float = setting(15.0, "seconds fetching one original may take (504 above)")
     originals_budget_mb: int = setting(1024, "MiB that fetched originals (S3, HTTP) and uploads may hold at once per process, downloading or waiting for a render (503 with Retry-After above); at least max_source_bytes")
@@ -122,6 +125,10 @@ class Settings:
             check(getattr(self, name) > 0, name, "must be > 0")
         unknown = sorted(set(self.input_formats) - set(INPUT_FORMATS))
         check(not unknown, "input_formats", f"unknown format(s) {unknown}; known: {', '.join(INPUT_FORMATS)}")
+        check(self.fallback_status in ("keep", "200"), "fallback_status", "must be 'keep' or '200'")
+        for origin in self.cors_origins:
+            check(_is_origin(origin) or self.cors_origins == ("*",), "cors_origins",
+                  f"{origin!r} is not an origin (lower-case scheme://host[:port], no path), and '*' stands alone")
         for name in ("originals", "variants"):
             urls = [url.strip() for url in getattr(self, name).split(",")]
             for url in urls:
@@ -193,6 +200,18 @@ class Settings:
 
 def _items(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _is_origin(value: str) -> bool:
+    """``scheme://host[:port]``, lower-case and without a path: what a browser sends as Origin."""
+    try:
+        parts = urlsplit(value)
+        if parts.port == 0:  # .port raises ValueError on one that is no number or out of range
+            return False
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and value == value.lower()
+            and not (parts.path or parts.query or parts.fragment or parts.username or parts.password))
 
 
 def _read_dev_key(path: str) -> str | None:

@@ -42,6 +42,15 @@ http {{
 
 
 @pytest.fixture
+def server(server_factory, tmp_path, request):
+    """The usual server, or one with the environment a test passes (``indirect`` parametrize)."""
+    env = getattr(request, "param", {})
+    if "IMGPROXY_FALLBACK" in env:
+        add_original(tmp_path / "originals", corpus("exif/mei__Apple_iPhone_4.jpg"), env["IMGPROXY_FALLBACK"])
+    return server_factory(env=env)
+
+
+@pytest.fixture
 def cdn(server, tmp_path):
     port = free_port()
     values = {"tmp": tmp_path, "port": port, "upstream": server.base_url.removeprefix("http://")}
@@ -129,3 +138,16 @@ def test_cdn_keeps_not_found_briefly(server, cdn):
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
     assert server.metric("imgproxy_requests_total") == 1
     assert "proxy_cache_valid 400 404 413 415 422 10s;" in SNIPPET.read_text()
+
+
+@pytest.mark.parametrize("server", [{"IMGPROXY_FALLBACK": "placeholder", "IMGPROXY_FALLBACK_STATUS": "200"}],
+                         indirect=True)
+def test_cdn_never_keeps_a_fallback(server, cdn):
+    """A 200 fallback would otherwise be a year's object hiding the original once it arrives."""
+    url = server.url("thumbnail", "late", "webp").replace(server.base_url, cdn)
+    first, second = httpx.get(url), httpx.get(url)
+    assert (first.status_code, first.headers["x-imgproxy-fallback"]) == (200, "1")
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "MISS")
+    add_original(server, corpus("exif/mei__Nikon_D1X.jpg"), "late")
+    arrived = httpx.get(url)
+    assert arrived.status_code == 200 and "x-imgproxy-fallback" not in arrived.headers

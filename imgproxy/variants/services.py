@@ -26,13 +26,14 @@ from urllib.parse import urlsplit
 import anyio
 
 from ..cache.memory import memory_tier
-from ..config import Settings
+from ..config import ConfigError, Settings
 from ..errors import ImgproxyError
 from ..keys import resolve_keys
 from ..presets import Preset, PresetError, load_presets
 from ..render import Limits, Rendered, RenderJob, Source
 from ..stores import OriginalStore, VariantStore
 from ..stores.clients import Clients
+from ..urls import check_id
 from ..workers import Renderer, open_renderer
 from .service import VariantService
 
@@ -117,7 +118,20 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         memory = memory_tier(s.memory_cache_mb * 1024 * 1024)
         variants = VariantService(originals, store, memory, renderer, limits(s),
                                   avif_effort=s.avif_effort, avif_eager_effort=s.avif_eager_effort)
+        await _check_fallback(s.fallback, variants)  # a missing or broken one stops start-up
         yield Services(s, presets, keys, originals, store, renderer, variants, clients)
+
+
+async def _check_fallback(id: str, variants: VariantService) -> None:
+    """IMGPROXY_FALLBACK is there and its header decodes (a probe in a worker, no pixels);
+    it is then fetched and rendered like any original, once per variant."""
+    if not id:
+        return
+    try:
+        check_id(id)
+        await variants.has_alpha(id)
+    except ImgproxyError as exc:
+        raise ConfigError(f"IMGPROXY_FALLBACK: {id!r}: {exc.detail}") from exc
 
 
 async def _resolve_watermarks(presets: Mapping[str, Preset], originals: OriginalStore,

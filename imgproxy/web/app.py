@@ -31,6 +31,7 @@ from ..variants.services import Services, open_services
 from ..variants.uploads import Ingest
 from . import gallery, ready
 from .allow import AllowList, networks
+from .cors import Cors
 from .endpoint import VariantEndpoint
 from .errors import exception_handlers
 from .logs import RequestLog, log_format
@@ -45,6 +46,8 @@ log = logging.getLogger("imgproxy")
 #: How long one health render's answer is reused: /healthz is on the public
 #: port, and each fresh answer costs a render.
 HEALTH_TTL = 1.0
+#: The endpoints whose responses CORS opens to other origins' pages.
+_CORS_PREFIXES = ("/v/", "/meta/", "/o/")
 
 
 class App:
@@ -59,6 +62,7 @@ class App:
         self.ingest: IngestEndpoint | None = None
         self._health: tuple[float, Response] | None = None
         self._ready: tuple[float, Response] | None = None
+        self.cors = Cors(settings.cors_origins)
         routes = [Route("/healthz", self.healthz), Route("/readyz", self.readyz), Route("/metrics", self.metrics)]
         if settings.env == "development":
             routes.append(Route("/", self.gallery))
@@ -75,6 +79,9 @@ class App:
         await self._asgi(scope, receive, send)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") == "OPTIONS" and self.cors.on and scope["path"].startswith(_CORS_PREFIXES):
+            await self.cors.preflight(scope, send)  # a CORS preflight; with CORS off, the endpoints' 405
+            return
         if scope["type"] == "http" and scope["path"].startswith("/v/"):
             if self.endpoint is None:
                 await starting(scope, receive, send)
@@ -98,9 +105,11 @@ class App:
             self.services = services
             self.endpoint = VariantEndpoint(services.keys, services.presets, services.variants,
                                             not_found_max_age=self.settings.not_found_max_age,
-                                            auto=services.settings.auto_format)
-            self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps)
-            self.originals = OriginalsEndpoint(services.keys, services.originals)
+                                            auto=services.settings.auto_format, cors=self.cors,
+                                            fallback=self.settings.fallback,
+                                            fallback_ok=self.settings.fallback_status == "200")
+            self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps, cors=self.cors)
+            self.originals = OriginalsEndpoint(services.keys, services.originals, cors=self.cors)
             for endpoint in (self.meta, self.originals):  # a missing original: one 404 lifetime everywhere
                 endpoint.not_found_max_age = self.settings.not_found_max_age
             uploads = _uploads(services)

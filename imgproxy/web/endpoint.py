@@ -8,27 +8,42 @@ lookups and two ``send`` calls, with no framework objects built per request.
       4. preset known; its width ladder, crop       404 / 400
       5. memory -> store -> render (variants/)      404 / 413 / 415 / 422 / 503 / 504
       6. If-None-Match                              304
+
+With ``IMGPROXY_FALLBACK``, a 404, 415 or 422 of step 5 (the original's, never
+the URL's: a 400, a 403, an unknown preset) is answered with the fallback
+original in the same preset, width and format, rendered and stored under its
+own id like any variant (so once per variant), with the status it stands in for
+(or 200), a short ``Cache-Control``, no ETag and ``X-Imgproxy-Fallback: 1``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from ..errors import BadRequest, MethodNotAllowed, NotFound
+from ..caching import for_error
+from ..errors import BadRequest, ImgproxyError, MethodNotAllowed, NotFound, Undecodable, Unsupported
 from ..formats import AUTO, OUTPUTS
-from ..metrics import OUTCOME
+from ..metrics import OUTCOME, REQUESTS
 from ..modifiers import check_modifiers
 from ..presets import Preset
 from ..urls import PREFIX, VariantRequest, parse_path, signature_from_query
 from ..variants.service import VariantService
 from .canonical import canonical_location
-from .logs import RECORD
+from .cors import NO_CORS, Cors, vary_header
+from .logs import RECORD, note_error
 from .negotiate import Negotiator
 from .responses import Receive, Scope, Send, VariantHeaders, not_modified_headers, send_redirect, server_timing
 from .skeleton import GET_HEAD, Endpoint, not_modified
 
 _TIER = {tier: (b"x-imgproxy-tier", tier.encode()) for tier in ("memory", "store", "render")}
 _TIER["joined"] = _TIER["render"]  # served by a render another request started
+#: The failures of an original that a fallback image stands in for.
+FALLS_BACK = (NotFound, Unsupported, Undecodable)
+_FALLBACK = (b"x-imgproxy-fallback", b"1")
+
+log = logging.getLogger("imgproxy")
 
 #: Verified URLs remembered per process; cleared whole when full (cheaper than LRU).
 VERIFIED_URLS = 65536
@@ -38,13 +53,18 @@ class VariantEndpoint(Endpoint):
     prefix = PREFIX.encode()
 
     def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService,
-                 not_found_max_age: int = 60, auto: bool = True) -> None:
+                 not_found_max_age: int = 60, auto: bool = True, cors: Cors = NO_CORS,
+                 fallback: str = "", fallback_ok: bool = False) -> None:
         self.keys = tuple(keys)
+        self.cors = cors
+        self.fallback = fallback  # the id of the original served for a missing or broken one
+        self.fallback_ok = fallback_ok  # 200 for it, rather than the status it stands in for
+        self._falls_back: tuple[type[ImgproxyError], ...] = FALLS_BACK if fallback else ()
         self.not_found_max_age = not_found_max_age
         self.presets = presets
         self.variants = variants
-        self.headers = VariantHeaders()
-        self.auto_headers = VariantHeaders(vary=True)  # explicit formats never pay for Vary
+        self.headers = VariantHeaders(cors=cors)
+        self.auto_headers = VariantHeaders(vary=True, cors=cors)  # explicit formats never pay for Vary: Accept
         self.negotiator = Negotiator(variants.has_alpha) if auto else None
         # Exact URL bytes whose signature and path were already checked: a repeat
         # request skips the HMAC and parsing. Keys and presets only change with
@@ -60,13 +80,17 @@ class VariantEndpoint(Endpoint):
                 raise MethodNotAllowed(self.method_detail)
             request, preset = self._checked(scope)
             auto = request.fmt == AUTO
-            if auto:
-                request = await self._negotiate(scope, request)
-            key, blob, tier, timings = await self.variants.serve(request, preset)
+            try:
+                if auto:
+                    request = await self._negotiate(scope, request)
+                key, blob, tier, timings = await self.variants.serve(request, preset)
+            except self._falls_back as exc:  # () when there is no fallback: catches nothing
+                await self._fall_back(scope, send, request, preset, auto, exc)
+                return
         except Exception as exc:
             if isinstance(exc, BadRequest) and (location := canonical_location(self.keys, scope)) is not None:
                 OUTCOME["redirect"].inc()
-                await send_redirect(send, location)
+                await send_redirect(send, location, self.cors.headers(scope))
                 return
             await self.fail(scope, send, exc)
             return
@@ -74,6 +98,8 @@ class VariantEndpoint(Endpoint):
         if record is not None:
             record.tier = tier
         headers = (self.auto_headers if auto else self.headers).get(key, blob, OUTPUTS[request.fmt].mime)
+        if self.cors.listed:  # the one CORS header that depends on the request (``*`` is in ``headers``)
+            headers = (*headers, *self.cors.echo(scope))
         if not_modified(scope, blob.etag):
             OUTCOME["not_modified"].inc()
             await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(headers)})
@@ -83,6 +109,36 @@ class VariantEndpoint(Endpoint):
         extra = [_TIER[tier]] if timings is None else [_TIER[tier], server_timing(timings)]
         await send({"type": "http.response.start", "status": 200, "headers": [*headers, *extra]})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else blob.body})
+
+    async def _fall_back(self, scope: Scope, send: Send, request: VariantRequest, preset: Preset, auto: bool,
+                         failed: ImgproxyError) -> None:
+        """The fallback original as ``request`` (its focal point dropped: it was the other image's),
+        answered with ``failed``'s status; ``failed`` itself when even the fallback fails."""
+        stand_in = replace(request, id=self.fallback, focus=None)
+        try:
+            if stand_in.fmt == AUTO:  # the negotiation itself failed on the missing original
+                stand_in = await self._negotiate(scope, stand_in)
+            _, blob, tier, _ = await self.variants.serve(stand_in, preset)
+        except ImgproxyError as exc:
+            log.warning("fallback %s for %s failed (category: %s): %s", self.fallback, request.id, exc.error,
+                        exc.detail)
+            await self.fail(scope, send, failed)
+            return
+        REQUESTS.labels(failed.error).inc()  # counted and logged as what it stands in for
+        note_error(scope, failed.error)
+        record = scope.get(RECORD)
+        if record is not None:
+            record.tier = tier
+        headers = [(b"content-type", OUTPUTS[stand_in.fmt].mime.encode()),
+                   (b"content-length", str(len(blob.body)).encode()),
+                   (b"cache-control", for_error(self.not_found_max_age).encode()),
+                   (b"x-content-type-options", b"nosniff"), _FALLBACK, _TIER[tier], *self.cors.fixed,
+                   *self.cors.echo(scope)]
+        if (vary := vary_header(auto, self.cors)) is not None:
+            headers.append((b"vary", vary))
+        await send({"type": "http.response.start", "status": 200 if self.fallback_ok else failed.status,
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else blob.body})
 
     async def _negotiate(self, scope: Scope, request: VariantRequest) -> VariantRequest:
         if self.negotiator is None:

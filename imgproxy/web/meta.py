@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from ..signing import meta_canonical
 from ..urls import META_PREFIX, parse_meta_path, signature_from_query
 from ..variants.service import VariantService
+from .cors import NO_CORS, Cors
 from .responses import Receive, Scope, Send, VariantHeaders
 from .skeleton import Endpoint, not_modified, raw_path, send_not_modified
 
@@ -25,11 +26,12 @@ from .skeleton import Endpoint, not_modified, raw_path, send_not_modified
 class MetaEndpoint(Endpoint):
     prefix = META_PREFIX.encode()
 
-    def __init__(self, keys: Sequence[str], variants: VariantService, gps: bool) -> None:
+    def __init__(self, keys: Sequence[str], variants: VariantService, gps: bool, cors: Cors = NO_CORS) -> None:
         self.keys = tuple(keys)
         self.variants = variants
         self.gps = gps
-        self.headers = VariantHeaders(size=4096)
+        self.cors = cors
+        self.headers = VariantHeaders(size=4096, cors=cors)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         signature = signature_from_query(scope.get("query_string", b""))
@@ -37,6 +39,8 @@ class MetaEndpoint(Endpoint):
         self.check_signature(meta_canonical(id), signature)
         key, blob, tier = await self.variants.describe(id, self.gps)
         headers = self.headers.get(key, blob, "application/json")
+        if self.cors.listed:  # the one CORS header that depends on the request
+            headers = (*headers, *self.cors.echo(scope))
         if not_modified(scope, blob.etag):
             await send_not_modified(send, headers)
             return

@@ -31,6 +31,7 @@ from ..errors import Forbidden, ImgproxyError, Unsupported
 from ..formats import ORIGINAL_EXTENSIONS
 from ..stores import Downloads, Located
 from ..urls import ORIGINAL_PREFIX, OriginalRequest, parse_original
+from .cors import NO_CORS, Cors
 from .responses import Receive, Scope, Send
 from .skeleton import Endpoint, not_modified, raw_path
 
@@ -124,8 +125,9 @@ class RangeNotSatisfiable(ImgproxyError):
 class OriginalsEndpoint(Endpoint):
     prefix = ORIGINAL_PREFIX.encode()
 
-    def __init__(self, keys: Sequence[str], store: object) -> None:
+    def __init__(self, keys: Sequence[str], store: object, cors: Cors = NO_CORS) -> None:
         self.keys = tuple(keys)
+        self.cors = cors
         self.store: Downloads | None = store if isinstance(store, Downloads) else None
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -155,6 +157,7 @@ class OriginalsEndpoint(Endpoint):
             (b"etag", found.etag.encode()),
             (b"cache-control", f"private, max-age={left}".encode()),
             (b"x-content-type-options", b"nosniff"),
+            *self.cors.headers(scope),
         ]
         if found.mtime is not None:
             headers.append((b"last-modified", email.utils.formatdate(found.mtime, usegmt=True).encode()))

@@ -13,6 +13,7 @@ from ..caching import IMMUTABLE, for_error
 from ..errors import ImgproxyError, MethodNotAllowed
 from ..stores import Blob
 from ..variants.service import Timings
+from .cors import NO_CORS, Cors, vary_header
 
 __all__ = ["Receive", "Scope", "Send", "VariantHeaders", "error_headers", "not_modified_headers", "send_error",
            "send_redirect", "server_timing"]
@@ -21,7 +22,7 @@ Headers = list[tuple[bytes, bytes]]
 
 _IMMUTABLE = IMMUTABLE.encode()
 #: Headers a 304 repeats from the 200 it stands for (RFC 9110 15.4.5).
-_NOT_MODIFIED = frozenset({b"etag", b"cache-control", b"last-modified", b"vary"})
+_NOT_MODIFIED = frozenset({b"etag", b"cache-control", b"last-modified", b"vary", b"access-control-allow-origin"})
 
 
 class VariantHeaders:
@@ -32,9 +33,11 @@ class VariantHeaders:
     on the hit path).
     """
 
-    def __init__(self, size: int = 65536, vary: bool = False) -> None:
+    def __init__(self, size: int = 65536, vary: bool = False, cors: Cors = NO_CORS) -> None:
         self.size = size
         self.vary = vary  # for ``.auto``: the response depends on Accept
+        # What CORS adds to every response, whatever the request's Origin (the echo is the caller's).
+        self._fixed = (*cors.fixed, *(((b"vary", value),) if (value := vary_header(vary, cors)) else ()))
         self._built: dict[str, tuple[str, tuple[tuple[bytes, bytes], ...]]] = {}
 
     def get(self, key: str, blob: Blob, content_type: str) -> tuple[tuple[bytes, bytes], ...]:
@@ -49,7 +52,7 @@ class VariantHeaders:
             # Never after Date (RFC 9110 8.8.2.1), even for a store whose clock runs ahead.
             (b"last-modified", email.utils.formatdate(min(blob.mtime, time.time()), usegmt=True).encode()),
             (b"x-content-type-options", b"nosniff"),
-            *(((b"vary", b"Accept"),) if self.vary else ()),
+            *self._fixed,
         )
         if len(self._built) >= self.size:
             self._built.clear()
@@ -89,10 +92,10 @@ async def send_error(send: Send, exc: ImgproxyError, head: bool = False, max_age
 REDIRECT_MAX_AGE = 86400
 
 
-async def send_redirect(send: Send, location: bytes) -> None:
-    """A cacheable 308 to ``location`` (the canonical URL of a variant)."""
+async def send_redirect(send: Send, location: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """A cacheable 308 to ``location`` (the canonical URL of a variant); ``extra`` is appended."""
     headers = [(b"location", location), (b"content-length", b"0"),
-               (b"cache-control", f"public, max-age={REDIRECT_MAX_AGE}".encode())]
+               (b"cache-control", f"public, max-age={REDIRECT_MAX_AGE}".encode()), *extra]
     await send({"type": "http.response.start", "status": 308, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 

@@ -10,6 +10,7 @@ uploads): what every one of them does, done the same way in one place::
        and noted on the request's record, from which RequestLog counts
        imgproxy_errors_total{category} and writes the access line's error
     6. If-None-Match                               304
+    7. CORS (IMGPROXY_CORS_ORIGINS) on errors too: a page must read a 404's JSON
 
 An endpoint subclasses :class:`Endpoint`, sets ``prefix`` (and ``methods``
 when not GET and HEAD) and writes ``serve``: only what is its own. The variant
@@ -26,6 +27,7 @@ from typing import ClassVar
 from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound, Unavailable
 from ..metrics import REQUESTS
 from ..signing import verify
+from .cors import NO_CORS, Cors
 from .logs import note_error
 from .responses import Receive, Scope, Send, not_modified_headers, send_error
 
@@ -44,6 +46,7 @@ class Endpoint:
     keys: tuple[str, ...] = ()
     #: max-age of a 404, in place of the error's own; None keeps the error's.
     not_found_max_age: int | None = None
+    cors: Cors = NO_CORS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -73,7 +76,9 @@ class Endpoint:
 
     async def fail(self, scope: Scope, send: Send, exc: Exception) -> None:
         max_age = self.not_found_max_age if isinstance(exc, NotFound) else None
-        extra = self.error_headers(exc) if isinstance(exc, ImgproxyError) else ()
+        extra = [*self.error_headers(exc)] if isinstance(exc, ImgproxyError) else []
+        if self.cors.on:
+            extra += self.cors.headers(scope)
         await answer_error(scope, send, exc, max_age, extra)
 
     def error_headers(self, exc: ImgproxyError) -> Sequence[tuple[bytes, bytes]]:
