@@ -143,6 +143,26 @@ def test_bad_operations_stop_start_up(body, message):
     assert "broken" in str(info.value)
 
 
+def test_the_documented_order_and_example():
+    """docs/URLS.md lists the operations in the order the pipeline runs them, and its example loads."""
+    import re
+    import tomllib
+
+    from imgproxy.presets import OPERATIONS as ORDER
+    from imgproxy.render import operations, steps
+
+    text = (SHIPPED.parent.parent / "docs" / "URLS.md").read_text()
+    section = text.split("## Operations", 1)[1].split("\n## ", 1)[0]
+    example = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert example is not None
+    assert set(parse_presets(tomllib.loads(example.group(1)))) == {"avatar", "scan"}
+    listed = [name for name in re.findall(r"`(\w+)`", section.split("```", 1)[0]) if name in ORDER]
+    assert list(dict.fromkeys(listed[len(ORDER):])) == list(ORDER)  # after the opening list: the order
+    run = [step.__name__ for step in steps.PIPELINE if step.__module__ == operations.__name__]
+    assert ["trim", *run[:2], "flop", *run[2:]] == ["trim", "rotate", "flip", "flop", "blur", "sharpen",
+                                                    "grayscale", "pad"] == list(ORDER)
+
+
 # --- Pixels ------------------------------------------------------------------------------------
 
 TURNS = [({"rotate": 90}, "top-right"), ({"rotate": 180}, "bottom-right"), ({"rotate": 270}, "bottom-left"),
