@@ -232,6 +232,17 @@ def test_trim_cuts_uniform_borders_within_its_threshold(tmp_path, kind):
     assert [(f.width, f.height) for f in fitted] == [(50, 25)] * frames
 
 
+def test_the_variant_size_bound_counts_the_operations():
+    from imgproxy.render.plan import output_size
+
+    assert output_size(3000, 2000, Preset("t", 300, 300)) == (300, 200)
+    assert output_size(3000, 2000, Preset("t", 300, 300, rotate=90, pad=10)) == (220, 320)
+    assert output_size(3000, 2000, Preset("t", 100, 300, rotate=270)) == (100, 150)
+    # a trimmed original may come out any shape: the box bounds it
+    assert output_size(3000, 2000, Preset("t", 300, 300, trim=10)) == (300, 300)
+    assert output_size(200, 100, Preset("t", 300, 300, trim=10)) == (200, 100)
+
+
 def test_trim_leaves_a_blank_image_whole(tmp_path):
     pyvips.Image.black(40, 30).new_from_image([9, 9, 9]).copy(interpretation="srgb").pngsave(str(tmp_path / "b.png"))
     frames = render(Source(path=str(tmp_path / "b.png")), Preset("t", 400, 400, trim=10))

@@ -187,7 +187,12 @@ def output_size(width: int, height: int, preset: Preset) -> tuple[int, int]:
     """
     if preset.rotate in (90, 270):
         width, height = height, width
-    out_w, out_h = _fitted(width, height, preset)
+    if preset.trim is not None and preset.fit == "inside":
+        # What is left after trimming may have any shape: bound it by the box.
+        out_w, out_h = (preset.width, preset.height) if preset.enlarge else \
+            (min(width, preset.width), min(height, preset.height))
+    else:
+        out_w, out_h = _fitted(width, height, preset)
     return out_w + 2 * preset.pad, out_h + 2 * preset.pad
 
 
