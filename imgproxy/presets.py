@@ -130,7 +130,7 @@ class Preset:
     chroma: str = "420"  # chroma subsampling of JPEG and AVIF: "420" or "444"
     auto_target: float | None = None  # luma SSIM for "auto" qualities; set when one is "auto"
     gravity: str = "centre"  # where fit = "cover" crops: a compass point, attention, entropy
-    background: str = "#ffffff"  # fit = "contain": the letterbox colour, #rrggbb or #rrggbbaa
+    background: str = "#ffffff"  # the letterbox (fit = "contain") and pad colour, #rrggbb or #rrggbbaa
     widths: tuple[int, ...] = ()  # the widths a URL may ask for (@w<width>)
     watermark: Watermark | None = None
     # Operations, each off by default (docs/URLS.md lists them in the order they run).
