@@ -22,6 +22,10 @@ part of a preset: see the encoder table in docs/RENDERING.md.
 ``widths`` (the ladder a URL may pick from) is never hashed: it changes no
 render, and each width's variant key names the width itself. A watermark is
 hashed by its placement and its image's content (``sha256``), not its name.
+The operations (``trim``, ``rotate``, ``flip``, ``flop``, ``blur``,
+``sharpen``, ``grayscale``, ``pad``) are off by default and hashed only when
+set; ``sharpen = true`` is stored as its sigma, so it hashes as
+``sharpen = 1.0`` does (``trim = true`` as ``trim = 10``).
 """
 
 from __future__ import annotations
@@ -62,6 +66,16 @@ POSITIONS = MappingProxyType({
 #: ``centre`` and the compass points, and libvips' smartcrop strategies.
 GRAVITIES = (*POSITIONS, "attention", "entropy")
 _COLOUR = re.compile(r"^#[0-9a-f]{6}([0-9a-f]{2})?$")
+#: Clockwise, after EXIF orientation.
+ROTATIONS = (0, 90, 180, 270)
+#: ``sharpen = true``: a mild unsharp mask for downscaled photos (libvips' own
+#: default sigma, 0.5, leaves a one-pixel mask that changes nothing).
+DEFAULT_SHARPEN = 1.0
+#: ``trim = true``: how far (0..255) a pixel may differ from the border colour and still be cut.
+DEFAULT_TRIM = 10.0
+_BLUR = (0.3, 100.0)
+_SHARPEN = (0.6, 10.0)
+_MAX_PAD = 1000
 
 
 class PresetError(ValueError):
@@ -116,9 +130,18 @@ class Preset:
     chroma: str = "420"  # chroma subsampling of JPEG and AVIF: "420" or "444"
     auto_target: float | None = None  # luma SSIM for "auto" qualities; set when one is "auto"
     gravity: str = "centre"  # where fit = "cover" crops: a compass point, attention, entropy
-    background: str = "#ffffff"  # fit = "contain": the letterbox colour, #rrggbb or #rrggbbaa
+    background: str = "#ffffff"  # the letterbox (fit = "contain") and pad colour, #rrggbb or #rrggbbaa
     widths: tuple[int, ...] = ()  # the widths a URL may ask for (@w<width>)
     watermark: Watermark | None = None
+    # Operations, each off by default (docs/URLS.md lists them in the order they run).
+    trim: float | None = None  # cut uniform borders: the threshold 0..255 (true: DEFAULT_TRIM)
+    rotate: int = 0  # 90, 180 or 270 degrees clockwise, after EXIF orientation
+    flip: bool = False  # upside down (top <-> bottom)
+    flop: bool = False  # mirrored (left <-> right)
+    blur: float = 0.0  # Gaussian sigma in output pixels, 0.3..100
+    sharpen: float = 0.0  # libvips sharpen's sigma, 0.6..10 (true: DEFAULT_SHARPEN)
+    grayscale: bool = False
+    pad: int = 0  # a margin of output pixels in ``background`` around the fitted image
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -168,8 +191,9 @@ class Preset:
             raise PresetError(f"{where}: gravity needs fit = 'cover'")
         if not isinstance(self.background, str) or not _COLOUR.fullmatch(self.background):
             raise PresetError(f"{where}: background must be '#rrggbb' or '#rrggbbaa' (lower case)")
-        if self.background != "#ffffff" and self.fit != "contain":
-            raise PresetError(f"{where}: background needs fit = 'contain'")
+        self._check_operations()
+        if self.background != "#ffffff" and self.fit != "contain" and not self.pad:
+            raise PresetError(f"{where}: background needs fit = 'contain' or a pad")
         widths = self.widths
         if (not isinstance(widths, (list, tuple))
                 or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths)
@@ -181,6 +205,33 @@ class Preset:
             if not isinstance(self.watermark, Watermark):
                 raise PresetError(f"{where}: watermark must be a table")
             self.watermark.check(self.name)
+
+    def _check_operations(self) -> None:
+        where = f"preset {self.name!r}"
+
+        def number(value: object) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
+        trim = DEFAULT_TRIM if self.trim is True else None if self.trim is False else self.trim
+        if trim is not None and not (number(trim) and 0 <= trim <= 255):
+            raise PresetError(f"{where}: trim must be true, false or a threshold 0..255")
+        object.__setattr__(self, "trim", None if trim is None else float(trim))
+        if self.rotate not in ROTATIONS or isinstance(self.rotate, bool) or not isinstance(self.rotate, int):
+            raise PresetError(f"{where}: rotate must be one of {', '.join(map(str, ROTATIONS))}")
+        for flag in ("flip", "flop", "grayscale"):
+            if not isinstance(getattr(self, flag), bool):
+                raise PresetError(f"{where}: {flag} must be true or false")
+        if not number(self.blur) or not (self.blur == 0 or _BLUR[0] <= self.blur <= _BLUR[1]):
+            raise PresetError(f"{where}: blur must be a sigma {_BLUR[0]}..{_BLUR[1]:g} (0: off)")
+        sharpen = DEFAULT_SHARPEN if self.sharpen is True else 0.0 if self.sharpen is False else self.sharpen
+        if not number(sharpen) or not (sharpen == 0 or _SHARPEN[0] <= sharpen <= _SHARPEN[1]):
+            raise PresetError(f"{where}: sharpen must be true, false or a sigma {_SHARPEN[0]}..{_SHARPEN[1]:g}")
+        if self.blur and sharpen:
+            raise PresetError(f"{where}: blur and sharpen undo each other: set one")
+        object.__setattr__(self, "blur", float(self.blur))
+        object.__setattr__(self, "sharpen", float(sharpen))
+        if not isinstance(self.pad, int) or isinstance(self.pad, bool) or not 0 <= self.pad <= _MAX_PAD:
+            raise PresetError(f"{where}: pad must be an integer 0..{_MAX_PAD} (output pixels)")
 
     def at_width(self, width: int) -> Preset:
         """The preset a ladder width renders with: ``width`` wide; the box's
@@ -218,6 +269,10 @@ def _digest(preset: Preset) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+#: The operations' fields, in the order they run (render/steps.py).
+OPERATIONS = ("trim", "rotate", "flip", "flop", "blur", "sharpen", "grayscale", "pad")
+
+
 def parse_presets(doc: Mapping[str, object], base: str | Path = ".") -> dict[str, Preset]:
     """Presets from a parsed TOML document; ``file:`` watermarks are read
     relative to ``base`` (the presets file's folder)."""
@@ -226,7 +281,7 @@ def parse_presets(doc: Mapping[str, object], base: str | Path = ".") -> dict[str
         if not isinstance(body, dict):
             raise PresetError(f"preset {name!r}: expected a table")
         known = {"width", "height", "fit", "enlarge", "strip", "quality", "chroma", "auto_target",
-                 "gravity", "background", "widths", "watermark"}
+                 "gravity", "background", "widths", "watermark", *OPERATIONS}
         extra = set(body) - known
         if extra:
             raise PresetError(f"preset {name!r}: unknown keys {sorted(extra)}")

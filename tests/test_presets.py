@@ -89,9 +89,9 @@ def test_a_new_field_at_its_default_changes_no_digest():
     from imgproxy import presets as module
 
     Grown = dataclasses.make_dataclass(
-        "Grown", [("sharpen", float, dataclasses.field(default=0.0))], bases=(Preset,), frozen=True)
+        "Grown", [("vignette", float, dataclasses.field(default=0.0))], bases=(Preset,), frozen=True)
     assert Grown("a", 300, 300).digest == Preset("a", 300, 300).digest
-    assert Grown("a", 300, 300, sharpen=0.5).digest != Preset("a", 300, 300).digest
+    assert Grown("a", 300, 300, vignette=0.5).digest != Preset("a", 300, 300).digest
     assert module.FORMATS[:4] == ("webp", "avif", "jpg", "png")
 
 

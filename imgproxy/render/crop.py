@@ -30,15 +30,16 @@ def thumbnail_args(plan: Plan, upright: tuple[int, int]) -> tuple[int, dict[str,
     """``thumbnail``'s width and options for ``plan``, for a source whose
     upright size is ``upright``."""
     size = "both" if plan.enlarge else "down"
+    width, height = plan.fit_box  # turned by a later rotate step
     if plan.fit == "fill":
-        return plan.width, dict(height=plan.height, size="force", crop="none")
+        return width, dict(height=height, size="force", crop="none")
     if plan.fit == "cover" and plan.gravity == "focus":
         w, h = upright
-        if w * plan.height <= h * plan.width:  # taller than the box: the width decides
-            return plan.width, dict(height=_UNBOUNDED, size=size, crop="none")
-        return _UNBOUNDED, dict(height=plan.height, size=size, crop="none")
+        if w * height <= h * width:  # taller than the box: the width decides
+            return width, dict(height=_UNBOUNDED, size=size, crop="none")
+        return _UNBOUNDED, dict(height=height, size=size, crop="none")
     crop = plan.gravity if plan.fit == "cover" else "none"
-    return plan.width, dict(height=plan.height, size=size, crop=crop)
+    return width, dict(height=height, size=size, crop=crop)
 
 
 def page_height(image: pyvips.Image) -> int:
@@ -51,10 +52,15 @@ def page_height(image: pyvips.Image) -> int:
 
 def per_frame(image: pyvips.Image, frame_height: int,
               each: Callable[[pyvips.Image], pyvips.Image]) -> pyvips.Image:
-    """``each(frame)`` on every frame of a strip, joined back into a strip."""
+    """``each(frame)`` on every frame of a strip, joined back into a strip (a
+    lone frame's page height, if it has one, follows its new size)."""
     h = page_height(image)
     if h == image.height:
-        return each(image)
+        out = each(image)
+        if out.get_typeof("page-height") and out.get("page-height") != out.height:
+            out = out.copy()
+            out.set_type(pyvips.GValue.gint_type, "page-height", out.height)
+        return out
     frames = [each(image.crop(0, top, image.width, h)) for top in range(0, image.height, h)]
     out = pyvips.Image.arrayjoin(frames, across=1).copy()
     out.set_type(pyvips.GValue.gint_type, "page-height", frame_height)
@@ -82,12 +88,17 @@ def letterbox(image: pyvips.Image, plan: Plan) -> pyvips.Image:
     h = page_height(image)
     if (image.width, h) == (plan.width, plan.height):
         return image
+    left, top = (plan.width - image.width) // 2, (plan.height - h) // 2
+    return embed(image, plan, left, top, plan.width, plan.height)
+
+
+def embed(image: pyvips.Image, plan: Plan, left: int, top: int, width: int, height: int) -> pyvips.Image:
+    """Every frame placed at ``left``, ``top`` of a ``width`` x ``height`` frame of ``background``."""
     if image.bands < 3:
         image = image.colourspace("srgb")
     r, g, b, a = plan.background
     if a < 255 and not image.hasalpha():
         image = image.bandjoin_const([255])
     colour = [r, g, b, a] if image.hasalpha() else [r, g, b]
-    left, top = (plan.width - image.width) // 2, (plan.height - h) // 2
-    return per_frame(image, plan.height, lambda frame: frame.embed(
-        left, top, plan.width, plan.height, extend="background", background=colour))
+    return per_frame(image, height, lambda frame: frame.embed(
+        left, top, width, height, extend="background", background=colour))

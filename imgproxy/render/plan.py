@@ -65,6 +65,28 @@ class Plan:
     focus: tuple[float, float] | None = None
     background: tuple[int, int, int, int] = (255, 255, 255, 255)
     watermark: Watermark | None = None
+    # The preset's operations (docs/URLS.md, "Operations"), each off by default.
+    trim: float | None = None
+    rotate: int = 0
+    flip: bool = False
+    flop: bool = False
+    blur: float = 0.0
+    sharpen: float = 0.0
+    grayscale: bool = False
+    pad: int = 0
+
+    @property
+    def fit_box(self) -> tuple[int, int]:
+        """The box the image is fitted to before it is turned: a quarter turn swaps it."""
+        return (self.height, self.width) if self.rotate in (90, 270) else (self.width, self.height)
+
+
+def turned(focus: tuple[float, float], rotate: int, flip: bool, flop: bool) -> tuple[float, float]:
+    """A point of the upright original (fractions) where ``rotate``, ``flip`` and ``flop`` move it."""
+    x, y = focus
+    for _ in range(rotate // 90):
+        x, y = 1 - y, x  # a quarter turn clockwise
+    return (1 - x if flop else x), (1 - y if flip else y)
 
 
 def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits,
@@ -102,6 +124,8 @@ def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits,
     # An animation gets the format's default quality: a search would encode every frame each step.
     auto = quality == AUTO and frames == 1
     gravity = preset.gravity
+    if focus is not None:  # the URL's point is of the original; the crop is of the turned image
+        focus = turned(focus, preset.rotate, preset.flip, preset.flop)
     if preset.fit == "cover" and (focus is not None or (gravity in POSITIONS and gravity != "centre")):
         focus, gravity = focus or POSITIONS[gravity], "focus"
     if preset.fit == "cover" and frames > 1 and gravity != "focus":
@@ -126,6 +150,14 @@ def make_plan(header: Header, preset: Preset, fmt: str, limits: Limits,
         focus=focus if gravity == "focus" else None,
         background=_rgba(preset.background),
         watermark=preset.watermark,
+        trim=preset.trim,
+        rotate=preset.rotate,
+        flip=preset.flip,
+        flop=preset.flop,
+        blur=preset.blur,
+        sharpen=preset.sharpen,
+        grayscale=preset.grayscale,
+        pad=preset.pad,
     )
 
 
@@ -142,6 +174,8 @@ def scale_of(header: Header, plan: Plan) -> float:
         pick = max if plan.fit in ("cover", "fill") else min
         return pick(plan.width / w, plan.height / h)
 
+    if plan.trim is not None:
+        return 1.0  # trimming needs the whole original: its borders are unknown until decoded
     scale = max(fit(header.width, header.height), fit(header.height, header.width))
     return scale if plan.enlarge else min(scale, 1.0)
 
@@ -151,6 +185,18 @@ def output_size(width: int, height: int, preset: Preset) -> tuple[int, int]:
 
     An upper bound used for limits; libvips rounds the same way to within a pixel.
     """
+    if preset.rotate in (90, 270):
+        width, height = height, width
+    if preset.trim is not None and preset.fit == "inside":
+        # What is left after trimming may have any shape: bound it by the box.
+        out_w, out_h = (preset.width, preset.height) if preset.enlarge else \
+            (min(width, preset.width), min(height, preset.height))
+    else:
+        out_w, out_h = _fitted(width, height, preset)
+    return out_w + 2 * preset.pad, out_h + 2 * preset.pad
+
+
+def _fitted(width: int, height: int, preset: Preset) -> tuple[int, int]:
     if preset.fit in ("contain", "fill"):
         return preset.width, preset.height  # always exactly the box
     if preset.fit == "cover":

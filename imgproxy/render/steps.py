@@ -16,6 +16,7 @@ from . import plugins
 from .crop import crop_to_focus, letterbox, page_height, thumbnail_args
 from .jobs import Source
 from .metadata import field_names
+from .operations import blur, flip, grayscale, pad, rotate, sharpen, trim
 from .plan import Header, Plan
 from .watermark import watermark
 
@@ -31,8 +32,12 @@ def load(source: Source, header: Header, plan: Plan) -> pyvips.Image:
     """Decode at (close to) the target size: JPEG, WebP and HEIF shrink on load.
 
     ``thumbnail`` also applies EXIF orientation, converts CMYK to sRGB, and
-    transforms an embedded profile that is not sRGB (see :mod:`.icc`).
+    transforms an embedded profile that is not sRGB (see :mod:`.icc`). A
+    preset that trims decodes the whole original instead: its borders are
+    unknown until then.
     """
+    if plan.trim is not None:
+        return resize(load_shared(source, header, 1.0, plan.frames), plan)
     width, options = thumbnail_args(plan, header.upright)  # fit and gravity: crop.py
     if header.icc:
         options["output_profile"] = OUTPUT_PROFILE
@@ -82,7 +87,8 @@ def _thumbnail_pages(image: pyvips.Image, width: int, options: dict[str, object]
 
 def resize(base: pyvips.Image, plan: Plan) -> pyvips.Image:
     """``plan``'s variant from a decoded, upright base (see :func:`load_shared`):
-    every fit and gravity, a focal point too, as :func:`load` does."""
+    every fit and gravity, a focal point too, as :func:`load` does; trimmed first."""
+    base = trim(base, plan)
     width, options = thumbnail_args(plan, (base.width, page_height(base)))
     return _thumbnail_pages(base, width, options)
 
@@ -118,4 +124,6 @@ def strip_gps(image: pyvips.Image, plan: Plan) -> pyvips.Image:
     return image
 
 
-PIPELINE: tuple[Step, ...] = (to_srgb, crop_to_focus, letterbox, watermark, flatten, strip_gps)
+#: The steps after the resize, in order; docs/URLS.md ("Operations") lists the preset's among them.
+PIPELINE: tuple[Step, ...] = (to_srgb, rotate, flip, crop_to_focus, blur, sharpen, grayscale, letterbox,
+                              watermark, pad, flatten, strip_gps)
