@@ -88,6 +88,7 @@ class Settings:
     s3_max_attempts: int = setting(3, "attempts per S3 call, with backoff on throttling, 5xx and dropped connections")
     s3_max_connections: int = setting(64, "connections in each process's S3 connection pool")
     metrics_allow: tuple[str, ...] = setting((), "comma-separated networks (CIDR) that may read /metrics and /healthz; others get 404; empty allows every client")
+    trusted_proxies: tuple[str, ...] = setting((), "comma-separated networks (CIDR) of proxies whose X-Forwarded-For (and X-Forwarded-Proto) is believed: for a request from one, the client (access log, metrics_allow) is the nearest X-Forwarded-For address that is not itself in them; from any other peer the header is ignored; empty trusts none (the client is the peer)")
     http_allow_private: bool = setting(False, "allow HTTP origins on loopback and private (RFC 1918, ULA) addresses, for development; link-local and cloud metadata addresses are always refused")
     warm_presets: str = setting("thumbnail,preview,web", "comma-separated presets that imgproxy warm and imgproxy consume render when a job names none (S3 upload events never do)")
     warm_formats: str = setting("webp,avif", "comma-separated formats that imgproxy warm and imgproxy consume render when a job names none")
@@ -149,11 +150,12 @@ class Settings:
             # the holder's whole download and render.
             check(self.s3_lease_seconds > self.download_timeout + self.render_timeout, "s3_lease_seconds",
                   "must exceed download_timeout + render_timeout")
-        for cidr in self.metrics_allow:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                check(False, "metrics_allow", f"{cidr!r} is not a network (CIDR) or address")
+        for name in ("metrics_allow", "trusted_proxies"):
+            for cidr in getattr(self, name):
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    check(False, name, f"{cidr!r} is not a network (CIDR) or address")
         if self.env == "production":
             check(bool(self.keys), "keys", "production needs at least one signing key")
             for key in self.keys:
