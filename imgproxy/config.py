@@ -51,7 +51,7 @@ class Settings:
     workers: int = setting(1, "server processes")
     log_level: str = setting("info", "uvicorn log level")
     log_format: str = setting("auto", "'json' (one object a line), 'text', or 'auto': text in development, JSON in production")
-    access_log: bool = setting(True, "one log line per request: method, path without the query, status, tier, bytes, ms, request id, error category")
+    access_log: bool = setting(True, "one log line per request: method, path without the query, status, tier, bytes, ms, request id, error category, client address (see trusted_proxies), User-Agent")
     not_found_max_age: int = setting(10, "seconds a 404 (missing original, unknown preset or path) may be cached")
     max_header_bytes: int = setting(32768, "most bytes a request's line and headers may have (431 and closed above)")
     header_timeout: float = setting(10.0, "seconds a client has to send a request's headers, from connecting or from its previous response (then closed)")
