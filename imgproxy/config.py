@@ -51,7 +51,7 @@ class Settings:
     workers: int = setting(1, "server processes")
     log_level: str = setting("info", "uvicorn log level")
     log_format: str = setting("auto", "'json' (one object a line), 'text', or 'auto': text in development, JSON in production")
-    access_log: bool = setting(True, "one log line per request: method, path without the query, status, tier, bytes, ms, request id, error category")
+    access_log: bool = setting(True, "one log line per request: method, path without the query, status, tier, bytes, ms, request id, error category, client address (see trusted_proxies), User-Agent")
     not_found_max_age: int = setting(10, "seconds a 404 (missing original, unknown preset or path) may be cached")
     max_header_bytes: int = setting(32768, "most bytes a request's line and headers may have (431 and closed above)")
     header_timeout: float = setting(10.0, "seconds a client has to send a request's headers, from connecting or from its previous response (then closed)")
@@ -88,6 +88,7 @@ class Settings:
     s3_max_attempts: int = setting(3, "attempts per S3 call, with backoff on throttling, 5xx and dropped connections")
     s3_max_connections: int = setting(64, "connections in each process's S3 connection pool")
     metrics_allow: tuple[str, ...] = setting((), "comma-separated networks (CIDR) that may read /metrics and /healthz; others get 404; empty allows every client")
+    trusted_proxies: tuple[str, ...] = setting((), "comma-separated networks (CIDR) of proxies whose X-Forwarded-For (and X-Forwarded-Proto) is believed: for a request from one, the client (access log, metrics_allow) is the nearest X-Forwarded-For address that is not itself in them; from any other peer the header is ignored; empty trusts none (the client is the peer)")
     http_allow_private: bool = setting(False, "allow HTTP origins on loopback and private (RFC 1918, ULA) addresses, for development; link-local and cloud metadata addresses are always refused")
     warm_presets: str = setting("thumbnail,preview,web", "comma-separated presets that imgproxy warm and imgproxy consume render when a job names none (S3 upload events never do)")
     warm_formats: str = setting("webp,avif", "comma-separated formats that imgproxy warm and imgproxy consume render when a job names none")
@@ -149,11 +150,12 @@ class Settings:
             # the holder's whole download and render.
             check(self.s3_lease_seconds > self.download_timeout + self.render_timeout, "s3_lease_seconds",
                   "must exceed download_timeout + render_timeout")
-        for cidr in self.metrics_allow:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                check(False, "metrics_allow", f"{cidr!r} is not a network (CIDR) or address")
+        for name in ("metrics_allow", "trusted_proxies"):
+            for cidr in getattr(self, name):
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    check(False, name, f"{cidr!r} is not a network (CIDR) or address")
         if self.env == "production":
             check(bool(self.keys), "keys", "production needs at least one signing key")
             for key in self.keys:

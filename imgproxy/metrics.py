@@ -7,6 +7,7 @@ machine's totals whichever process answers.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from prometheus_client import (
@@ -55,6 +56,91 @@ OUTCOME = {
     name: REQUESTS.labels(name)
     for name in ("memory", "store", "render", "joined", "not_modified", "redirect")
 }
+
+#: Every HTTP request's time, from RequestLog (so every endpoint), observed once when it ends.
+REQUEST_SECONDS = Histogram(
+    "imgproxy_request_seconds",
+    "Request latency by outcome: memory, store, render, joined (the tier that served a variant, "
+    "a 304 included), error (any error response, a fallback image too), other (the rest: /meta/, /o/, "
+    "uploads, redirects, probes, /metrics)", ["outcome"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+             10, 30),
+)
+#: Bound once, like OUTCOME: a request observes its child without a label lookup.
+LATENCY = {name: REQUEST_SECONDS.labels(name)
+           for name in ("memory", "store", "render", "joined", "error", "other")}
+
+# Server processes, summed over the live ones (prometheus_client's own process
+# collector reads only the process answering, so it is off in multiprocess mode).
+PROCESSES = Gauge("imgproxy_processes", "Server processes alive", multiprocess_mode="livesum")
+PROCESS_RSS = Gauge("imgproxy_process_resident_memory_bytes",
+                    "Resident memory of the server processes (Linux), summed", multiprocess_mode="livesum")
+PROCESS_FDS = Gauge("imgproxy_process_open_fds", "Open file descriptors of the server processes, summed",
+                    multiprocess_mode="livesum")
+PROCESS_CPU = Counter("imgproxy_process_cpu_seconds",
+                      "CPU time (user and system) of the server processes, summed over every one that ran")
+
+
+class ProcessSampler:
+    """Samples this server process's memory, descriptors and CPU into the
+    metrics above every ``INTERVAL`` seconds (a timer on the event loop, never
+    per request), when it starts and when it stops. Render worker processes
+    are not in them."""
+
+    INTERVAL = 5.0
+
+    def __init__(self) -> None:
+        self._cpu = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> ProcessSampler:
+        PROCESSES.set(1)
+        self._tick()
+        return self
+
+    def stop(self) -> None:
+        """The last CPU seconds counted; the gauges of a process that ends cleanly go to 0
+        (one that dies keeps its last values in the sums until the server restarts)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.sample()
+        for gauge in (PROCESSES, PROCESS_RSS, PROCESS_FDS):
+            gauge.set(0)
+
+    def _tick(self) -> None:
+        self.sample()
+        self._timer = asyncio.get_running_loop().call_later(self.INTERVAL, self._tick)
+
+    def sample(self) -> None:
+        times = os.times()
+        cpu = times.user + times.system
+        PROCESS_CPU.inc(max(cpu - self._cpu, 0.0))
+        self._cpu = cpu
+        PROCESS_FDS.set(_count_fds())
+        rss = _resident_bytes()
+        if rss is not None:
+            PROCESS_RSS.set(rss)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None  # not Linux
+
+
+def _count_fds() -> int:
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(folder)) - 1  # less the one listdir opened
+        except OSError:
+            continue
+    return 0
 
 
 def exposition() -> tuple[bytes, str]:

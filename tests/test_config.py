@@ -35,7 +35,7 @@ def test_file_then_env_then_overrides(tmp_path):
     ("PORT", "eighty"), ("PORT", "0"), ("ENV", "staging"), ("WORKERS", "0"),
     ("RENDER_MODE", "fork"), ("ORIGINALS", "ftp://x/"), ("VARIANTS", "https://x/"),
     ("HTTP_ALLOW_PRIVATE", "maybe"), ("RENDER_TIMEOUT", "-1"), ("MAX_SOURCE_PIXELS", "0"),
-    ("AVIF_EFFORT", "10"), ("AVIF_EAGER_EFFORT", "-1"),
+    ("AVIF_EFFORT", "10"), ("AVIF_EAGER_EFFORT", "-1"), ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local"),
 ])
 def test_invalid_values_name_the_setting(name, value):
     with pytest.raises(ConfigError, match=f"IMGPROXY_{name}"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import socket
 
 import httpx
 import pytest
@@ -103,3 +104,49 @@ def test_a_text_line_cannot_be_forged_from_the_path(server_factory):
     lines = [line for line in server.logs().splitlines() if "/v/forged" in line]
     assert len(lines) == 1 and "request_id=forge-1" in lines[0], lines
     assert "GET /x\\x0a2026-01-01 00:00:00,000 INFO imgproxy.access: GET /v/forged 200\\x0d\\u2028\\\\ 404" in lines[0]
+
+
+def _raw_get(server, path: str, headers: bytes) -> bytes:
+    """A request written byte for byte (httpx refuses control characters in a header)."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers + b"\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_client_is_the_peer_unless_the_peer_is_a_trusted_proxy(server_factory):
+    untrusted = server_factory(env={"IMGPROXY_LOG_FORMAT": "json"})
+    trusted = server_factory(env={"IMGPROXY_LOG_FORMAT": "json", "IMGPROXY_TRUSTED_PROXIES": "127.0.0.1/32"})
+    forwarded = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "User-Agent": "Mozilla/5.0 (test) ua-1"}
+    untrusted.get("/healthz", headers={**forwarded, "X-Request-ID": "spoof-1"})
+    untrusted.get("/healthz", headers={"X-Request-ID": "no-ua-1", "User-Agent": ""})
+    trusted.get("/healthz", headers={**forwarded, "X-Request-ID": "proxied-1"})
+    trusted.get("/healthz", headers={"X-Request-ID": "direct-1", "User-Agent": "x" * 500})
+    untrusted.stop()
+    trusted.stop()
+    spoof = next(line for line in access_lines(untrusted) if line["request_id"] == "spoof-1")
+    assert spoof["client"] == "127.0.0.1" and spoof["ua"] == "Mozilla/5.0 (test) ua-1"
+    assert "203.0.113.9" not in untrusted.logs() and "198.51.100.7" not in untrusted.logs()
+    assert next(line for line in access_lines(untrusted) if line["request_id"] == "no-ua-1")["ua"] == ""
+    lines = {line["request_id"]: line for line in access_lines(trusted)}
+    # The nearest address that is not a trusted proxy: the left one is whatever the client wrote.
+    assert lines["proxied-1"]["client"] == "203.0.113.9"
+    assert lines["direct-1"]["client"] == "127.0.0.1"  # no X-Forwarded-For: the peer
+    assert lines["direct-1"]["ua"] == "x" * 200  # truncated
+
+
+def test_a_text_line_cannot_be_forged_from_the_user_agent_or_forwarded_for(server_factory):
+    server = server_factory(env={"IMGPROXY_LOG_FORMAT": "text", "IMGPROXY_TRUSTED_PROXIES": "127.0.0.1"})
+    forged = b"2026-01-01 00:00:00,000 INFO imgproxy.access: GET /v/forged 200"
+    # A line break in a header never reaches the app (the HTTP parser refuses it)...
+    assert _raw_get(server, "/healthz", b"User-Agent: a\n" + forged + b"\r\n").startswith(b"HTTP/1.1 400")
+    # ... what does (tab, C1 controls such as NEL, quotes, a backslash) is escaped.
+    _raw_get(server, "/healthz", b"X-Request-ID: ua-1\r\nUser-Agent: a\t\x85\"b\\ " + forged + b"\r\n"
+             b"X-Forwarded-For: 10.0.0.1 client=x\x85y\r\n")
+    server.stop()
+    lines = [line for line in server.logs().splitlines() if "/v/forged" in line]
+    assert len(lines) == 1 and "request_id=ua-1" in lines[0], lines
+    assert lines[0].endswith(' client=10.0.0.1\\x20client=x\\x85y ua="a\\x09\\x85"b\\\\ ' + forged.decode() + '"')

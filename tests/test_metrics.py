@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import httpx
 from conftest import add_original, corpus
@@ -50,3 +51,54 @@ def test_server_timing_and_the_new_metrics(server):
     # Label values stay bounded: an unknown preset or an id never becomes one.
     server.get(server.url("no-such-preset", "secret/id", "webp"))
     assert "no-such-preset" not in server.get("/metrics").text and "secret" not in server.get("/metrics").text
+
+
+def _histogram(text: str, outcome: str) -> dict[str, float]:
+    """imgproxy_request_seconds of one outcome: count, sum and each bucket by its le."""
+    found: dict[str, float] = {}
+    for name, labels, value in re.findall(r"^imgproxy_request_seconds_(\w+)\{([^}]*)\} (\S+)$", text, re.M):
+        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if parsed.get("outcome") == outcome:
+            found[parsed["le"] if name == "bucket" else name] = float(value)
+    return found
+
+
+def test_request_seconds_by_outcome_memory_store_render_error(server_factory, tmp_path):
+    variants = tmp_path / "shared-variants"
+    one = server_factory(variants=variants)
+    add_original(one, corpus("exif/mei__Nikon_D1X.jpg"), "p")
+    url = one.url("thumbnail", "p", "webp")
+    assert one.get(url).headers["x-imgproxy-tier"] == "render"
+    for _ in range(3):
+        assert one.get(url).headers["x-imgproxy-tier"] == "memory"
+    assert one.get(one.url("thumbnail", "nope", "webp")).status_code == 404
+    two = server_factory(variants=variants)  # same folders, empty memory tier
+    assert two.get(two.url("thumbnail", "p", "webp")).headers["x-imgproxy-tier"] == "store"
+
+    text = one.get("/metrics").text
+    render, memory, error = (_histogram(text, o) for o in ("render", "memory", "error"))
+    assert render["count"] == 1 and render["sum"] > 0.001, render
+    assert memory["count"] == 3 and memory["0.1"] == 3 and memory["+Inf"] == 3, memory
+    assert memory["0.0001"] <= memory["0.001"] <= memory["0.01"]  # cumulative buckets from 0.1 ms
+    assert error["count"] == 1, error
+    assert _histogram(text, "store") == {} or _histogram(text, "store")["count"] == 0
+    # Everything else (probes, this /metrics) is "other", never a variant tier.
+    assert _histogram(text, "other")["count"] >= 1
+    assert _histogram(two.get("/metrics").text, "store")["count"] == 1
+
+
+def test_process_metrics_are_summed_over_the_server_processes(server_factory):
+    server = server_factory(workers=2)
+    # Each process samples itself when it starts; both answer soon enough.
+    deadline = time.monotonic() + 20
+    while server.metric("imgproxy_processes") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.metric("imgproxy_processes") == 2
+    rss = server.metric("imgproxy_process_resident_memory_bytes")
+    assert 2 * 10 * 2**20 < rss < 2 * 4 * 2**30, rss  # two Python processes with libvips loaded
+    fds = server.metric("imgproxy_process_open_fds")
+    assert 2 * 3 <= fds < 2 * 4096, fds
+    cpu = server.metric("imgproxy_process_cpu_seconds_total")
+    assert 0.05 < cpu < 600, cpu
+    # prometheus_client's own process_* collector reads one process only: it is not exposed.
+    assert "\nprocess_resident_memory_bytes" not in server.get("/metrics").text

@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.update(env)
     # One metrics directory per server: every worker writes to it, /metrics sums it.
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="imgproxy-metrics-"))
+    from ..web.allow import networks
     from ..web.logs import logging_config  # imports the metrics: only once their directory is set
 
     with contextlib.ExitStack() as stack:
@@ -82,6 +83,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,  # ours is imgproxy.web.logs.RequestLog
             date_header=False,  # RequestLog sets Date, from the clock of Last-Modified
             server_header=False,
+            # X-Forwarded-For only from IMGPROXY_TRUSTED_PROXIES (uvicorn's own default trusts loopback).
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=[str(network) for network in networks(settings.trusted_proxies)] or None,
             timeout_graceful_shutdown=10,
             # Limits on what a client may hold (web/protocol.py): header bytes
             # (431) and time, idle keep-alive, connections plus requests (503).

@@ -4,8 +4,9 @@
 a health answer costs a render. When ``metrics_allow`` lists networks
 (``10.0.0.0/8,127.0.0.1``), a client outside them gets a 404 there, as if the
 endpoint did not exist; variant URLs are never affected. The client address
-is uvicorn's: the peer, or ``X-Forwarded-For`` from a proxy uvicorn trusts
-(``--forwarded-allow-ips``, loopback by default).
+is uvicorn's: the peer, or ``X-Forwarded-For`` from a proxy in
+``IMGPROXY_TRUSTED_PROXIES`` (none by default), which ``imgproxy serve`` hands
+to uvicorn as its ``forwarded_allow_ips``.
 """
 
 from __future__ import annotations

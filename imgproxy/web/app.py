@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from ..config import Settings, load_settings
 from ..errors import ImgproxyError
-from ..metrics import exposition
+from ..metrics import ProcessSampler, exposition
 from ..variants.services import Services, open_services
 from ..variants.uploads import Ingest
 from . import gallery, ready
@@ -116,6 +116,7 @@ class App:
             self.ingest = IngestEndpoint(self.settings.ingest_tokens, uploads)
             log.info("imgproxy ready: %d presets, originals %s, variants %s",
                      len(services.presets), self.settings.originals, self.settings.variants)
+            sampler = ProcessSampler().start()  # imgproxy_process_*: every few seconds, never per request
             try:
                 yield
             finally:
@@ -127,6 +128,7 @@ class App:
                 if uploads is not None:
                     await uploads.drain()
                 self.services = None
+                sampler.stop()
                 self._asgi.lines.flush()
 
     async def healthz(self, request: Request) -> Response:

@@ -10,9 +10,16 @@ HTTP request it
   ``Last-Modified`` could be a second later than it);
 - writes one access line (unless ``access_log`` is off): method, path (the
   query, and so the signature, left out), status, tier, bytes, milliseconds,
-  request id, and the error category of an error, in the log format
-  (:class:`AccessLines`);
-- counts error responses in ``imgproxy_errors_total{category}``.
+  request id, the error category of an error, the client address and its
+  User-Agent, in the log format (:class:`AccessLines`);
+- counts error responses in ``imgproxy_errors_total{category}`` and observes
+  every request's time in ``imgproxy_request_seconds{outcome}``.
+
+The client is uvicorn's ``scope["client"]``: the peer, or the nearest
+``X-Forwarded-For`` address that is not a trusted proxy when the peer is one
+(``IMGPROXY_TRUSTED_PROXIES``, handed to uvicorn by ``imgproxy serve``). The
+client and User-Agent are only looked up when a batch of lines is formatted,
+never on the request's path.
 
 Handlers below it fill in the :class:`RequestRecord` found at
 ``scope[RECORD]``: the tier that served a variant, or the error category.
@@ -36,7 +43,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from ..metrics import ERRORS
+from ..metrics import ERRORS, LATENCY
 
 #: The scope key of the request's :class:`RequestRecord`.
 RECORD = "imgproxy.request"
@@ -59,8 +66,14 @@ def note_error(scope: Scope, category: str) -> None:
 
 
 #: One request's access line, unformatted: wall-clock time, method, path,
-#: status, tier, bytes, seconds, request id, error category.
-Access = tuple[float, str, str, int, str | None, int, float, bytes, str | None]
+#: status, tier, bytes, seconds, request id, error category, and the scope's
+#: client and headers (read when the line is formatted).
+Access = tuple[float, str, str, int, str | None, int, float, bytes, str | None,
+               tuple[str, int] | None, list[tuple[bytes, bytes]]]
+#: The most characters of a User-Agent (and of a client address) logged.
+UA_CHARS = 200
+_CLIENT_CHARS = 64
+_OTHER = LATENCY["other"]
 
 
 class AccessLines:
@@ -113,9 +126,12 @@ class AccessLines:
             self._write(b"".join(chunk))
 
     def _json_line(self, access: Access) -> str:
-        now, method, path, status, tier, size, seconds, request_id, error = access
+        now, method, path, status, tier, size, seconds, request_id, error, peer, headers = access
         # What json.dumps makes of the same dict, at a quarter of the cost.
-        end = "}\n" if error is None else f', "error": {_quote(error)}}}\n'
+        client, ua = _client(peer), _user_agent(headers)
+        end = (f', "client": {"null" if client is None else _quote(client)}, '
+               f'"ua": {"null" if ua is None else _quote(ua)}')
+        end += "}\n" if error is None else f', "error": {_quote(error)}}}\n'
         return (f'{{"ts": "{self._ts(now)}+00:00", "level": "info", "logger": "imgproxy.access", '
                 f'"msg": {_quote(f"{method} {path} {status}")}, "method": {_quote(method)}, '
                 f'"path": {_quote(path)}, "status": {status}, '
@@ -123,14 +139,18 @@ class AccessLines:
                 f'"ms": {round(seconds * 1000, 2)!r}, "request_id": {_quote(request_id.decode("ascii"))}{end}')
 
     def _text_line(self, access: Access) -> str:
-        now, method, path, status, tier, size, seconds, request_id, error = access
+        now, method, path, status, tier, size, seconds, request_id, error, peer, headers = access
         # The path is the client's, percent-decoded: a %0a in it would start a
-        # forged line. The request id is printable ASCII already; tier and error are ours.
+        # forged line; the client (from X-Forwarded-For) and the User-Agent are
+        # the client's too. The request id is printable ASCII already; tier and error are ours.
         extra = f" tier={tier}" if tier else ""
         extra += f" error={error}" if error else ""
+        client, ua = _client(peer), _user_agent(headers)
+        tail = f" client={_word(client)}" if client else ""
+        tail += f' ua="{escape(ua)}"' if ua is not None else ""  # last: it has spaces
         return (f"{self._ts(now).replace('.', ',')} INFO imgproxy.access: {escape(method)} {escape(path)} "
                 f"{status}{extra} "
-                f"bytes={size} ms={round(seconds * 1000, 2)} request_id={request_id.decode('ascii')}\n")
+                f"bytes={size} ms={round(seconds * 1000, 2)} request_id={request_id.decode('ascii')}{tail}\n")
 
     def _ts(self, now: float) -> str:
         """``2026-01-02T03:04:05.678`` (UTC); the second part is reused within a second."""
@@ -179,17 +199,33 @@ class RequestLog:
             record.error = record.error or "internal"
             raise
         finally:
+            seconds = time.perf_counter() - started
             if record.error is not None:
                 ERRORS.labels(record.error).inc()
+                LATENCY["error"].observe(seconds)
+            else:
+                LATENCY.get(record.tier or "", _OTHER).observe(seconds)
             if self.enabled:
                 self.lines.add((time.time(), scope["method"], scope["path"], record.status, record.tier,
-                                record.size, time.perf_counter() - started, record.id, record.error))
+                                record.size, seconds, record.id, record.error, scope.get("client"),
+                                scope["headers"]))
 
     def _http_date(self) -> tuple[bytes, bytes]:
         now = int(time.time())
         if now != self._date[0]:
             self._date = (now, (b"date", email.utils.formatdate(now, usegmt=True).encode()))
         return self._date[1]
+
+
+def _client(peer: tuple[str, int] | None) -> str | None:
+    return None if peer is None else str(peer[0])[:_CLIENT_CHARS]
+
+
+def _user_agent(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"user-agent":
+            return value[:UA_CHARS].decode("latin-1")
+    return None
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -239,6 +275,11 @@ def _escaped(match: re.Match[str]) -> str:
 def escape(text: str) -> str:
     """``text`` on one line, whatever a client put in it: ``\\n`` is written ``\\x0a``."""
     return _UNSAFE.sub(_escaped, text)
+
+
+def _word(text: str) -> str:
+    """``text`` escaped as one space-free field (a client address from X-Forwarded-For is anyone's text)."""
+    return escape(text).replace(" ", "\\x20")
 
 
 class TextFormatter(logging.Formatter):
