@@ -1,5 +1,6 @@
 """The README and docs/ stay true: the settings reference is generated, links resolve, presets are documented."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -74,3 +75,23 @@ def test_the_readme_links_every_docs_page():
     linked = {Path(target.split("#")[0]).name for target in LINK.findall(README.read_text())}
     pages = {page.name for page in DOCS.glob("*.md")}
     assert pages <= linked, pages - linked
+
+
+#: A test named in prose: ``tests/test_x.py`` or ``tests/test_x.py::test_name[param]``.
+TEST_REF = re.compile(r"\btests/(test_\w+\.py)(?:::(\w+))?")
+
+
+def _functions(module: Path) -> set[str]:
+    """Names of every function (tests and methods included) defined in ``module``."""
+    tree = ast.parse(module.read_text())
+    return {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def test_every_test_named_exists():
+    stale = []
+    for page in PAGES:
+        for module, name in TEST_REF.findall(page.read_text()):
+            path = ROOT / "tests" / module
+            if not path.exists() or (name and name not in _functions(path)):
+                stale.append(f"{page.relative_to(ROOT)}: tests/{module}" + (f"::{name}" if name else ""))
+    assert not stale, stale
