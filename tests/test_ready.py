@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+from conftest import add_original, corpus, fill
 
 
 def test_ready_when_everything_answers(server):
@@ -44,3 +47,17 @@ def test_an_unreachable_s3_is_not_ready(server_factory, moto, bucket):
         assert set(r.json()["problems"]) == {"originals", "variants"}
     finally:
         moto.start()
+
+
+def test_a_variant_store_that_can_be_written_again_is_ready_again_without_a_miss(server_factory, tmpfs):
+    """Out of rotation a server gets no misses: readiness probes a write itself once one failed."""
+    mount = tmpfs("variants", "64k")
+    server = server_factory(variants=mount)
+    star = add_original(server, corpus("svg/linku__star.svg"), "star")
+    fill(mount)
+    assert server.get(server.url("thumbnail", star)).status_code == 200  # served, not stored
+    r = server.get("/readyz")
+    assert r.status_code == 503 and "writes fail" in r.json()["problems"]["variants"], r.text
+    (mount / ".filler").unlink()
+    time.sleep(1.1)  # past the cached answer
+    assert server.get("/readyz").status_code == 200

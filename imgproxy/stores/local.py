@@ -300,6 +300,18 @@ class LocalVariants:
         """Unavailable unless the folder exists and can be read (readiness)."""
         _check_folder(self.root, "variants", os.R_OK | os.X_OK)
 
+    async def check_writes(self) -> None:
+        """After a failed write, Unavailable until a probe write succeeds (readiness): a server
+        out of rotation gets no misses, so it must not wait for one to learn the disk is back."""
+        if self.degraded is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(_probe_write, self.locks)
+        except OSError:
+            raise Unavailable(f"writes fail ({self.degraded})") from None
+        log.warning("variant store writes again: %s", self.root)
+        self.degraded = None
+
     async def get(self, key: str) -> Blob | None:
         # One open, one fstat, one read per hit: the ETag (a hash of the bytes)
         # is remembered per key with the file's inode, mtime and size. Variants
@@ -501,6 +513,19 @@ def _check_folder(root: Path, store: str, mode: int) -> None:
         raise Unavailable(f"{store} folder {root} does not exist or is not a folder")
     if not os.access(root, mode):
         raise Unavailable(f"{store} folder {root} cannot be read")
+
+
+def _probe_write(folder: Path) -> None:
+    """Create, write and remove a file in ``folder``: what a lease and a variant write do."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0")
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def _check_writable(root: Path) -> None:

@@ -7,8 +7,8 @@ Ready means each of these answers, within :data:`TIMEOUT` seconds:
   (not found is an answer; an unreachable S3 or origin is not); with uploads
   on, also a store-specific ``check_writes()`` (a local folder that is
   read-only or full cannot store one);
-- ``variants``: the same read of a variant key, and no write failure recorded
-  (a local folder's ``degraded``: read-only, full, no permission);
+- ``variants``: the same read of a variant key, and, after a write failed (a local
+  folder read-only, full, no permission), a probe write that succeeds again;
 - ``render``: a worker renders a tiny image (:meth:`Services.check_render`;
   every worker busy counts as able).
 """
@@ -65,6 +65,6 @@ async def _variants(store: Any) -> None:
     if check is not None:
         await check()
     await store.get(f"{PROBE_ID}.png")
-    degraded = getattr(store, "degraded", None)
-    if degraded:
-        raise ImgproxyError(f"writes fail ({degraded})")
+    writes = getattr(store, "check_writes", None)
+    if writes is not None:
+        await writes()
