@@ -136,6 +136,20 @@ class Located:
 
 
 @runtime_checkable
+class Checked(Protocol):
+    """A store with a readiness check of its own beyond a read (a local folder exists)."""
+
+    async def check(self) -> None: ...
+
+
+@runtime_checkable
+class WriteChecked(Protocol):
+    """A store that can say, without a request, whether it can take writes now."""
+
+    async def check_writes(self) -> None: ...
+
+
+@runtime_checkable
 class Downloads(Protocol):
     """Originals streamed to clients as they are (``GET /o/``): local, S3, HTTP
     (``isinstance(store, Downloads)`` says whether a store is one)."""

@@ -15,12 +15,13 @@ page of broken images would say nothing about why.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from ..errors import ImgproxyError
 from ..presets import Preset
 from ..render.plan import output_size
+from ..stores import Downloads
 from ..urls import variant_url
 from .demo import SAMPLES, SIZES
 
@@ -53,9 +54,9 @@ point <code>IMGPROXY_ORIGINALS</code> at the default folder to see them here.</p
 
 async def samples_in(store: object) -> list[str]:
     """The sample ids ``store`` holds (an originals store that cannot locate holds none)."""
-    locate: Callable[[str], Awaitable[object]] | None = getattr(store, "locate", None)
-    if locate is None:
+    if not isinstance(store, Downloads):
         return []
+    locate = store.locate
     found = []
     for id in SAMPLES:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from ..errors import ImgproxyError, NotFound
+from ..stores import Checked, WriteChecked
 from ..variants.services import Services
 
 TIMEOUT = 5.0
@@ -48,12 +49,10 @@ async def problems(services: Services) -> dict[str, str]:
 
 
 async def _originals(store: Any, uploads: bool) -> None:
-    check = getattr(store, "check", None)
-    if check is not None:
-        await check()
-    writes = getattr(store, "check_writes", None)
-    if uploads and writes is not None:
-        await writes()
+    if isinstance(store, Checked):
+        await store.check()
+    if uploads and isinstance(store, WriteChecked):
+        await store.check_writes()
     try:
         (await store.fetch(PROBE_ID)).close()
     except NotFound:
@@ -61,10 +60,8 @@ async def _originals(store: Any, uploads: bool) -> None:
 
 
 async def _variants(store: Any) -> None:
-    check = getattr(store, "check", None)
-    if check is not None:
-        await check()
+    if isinstance(store, Checked):
+        await store.check()
     await store.get(f"{PROBE_ID}.png")
-    writes = getattr(store, "check_writes", None)
-    if writes is not None:
-        await writes()
+    if isinstance(store, WriteChecked):
+        await store.check_writes()
