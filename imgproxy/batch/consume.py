@@ -39,7 +39,7 @@ from ..variants.fanout import targets_of, transient
 from ..variants.services import Services, open_services
 from .sqs import BadMessage, Message, SqsQueue, parse
 
-log = logging.getLogger("imgproxy.batch.consume")
+log = logging.getLogger("imgproxy.consume")  # the name log filters already use
 
 WAIT = 10  # seconds a receive long-polls
 

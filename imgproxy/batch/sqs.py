@@ -37,7 +37,7 @@ from ..stores import id_of
 from ..stores.keyspace import KeySpace
 from ..urls import check_id
 
-log = logging.getLogger("imgproxy.batch.sqs")
+log = logging.getLogger("imgproxy.queue")  # the name log filters already use
 
 #: SQS takes at most 10 messages per receive and per batch send.
 BATCH = 10

@@ -46,7 +46,7 @@ from ..urls import check_id, variant_url
 from .fanout import FanOut, Target, targets_of
 from .services import Services, limits
 
-log = logging.getLogger("imgproxy.variants.uploads")
+log = logging.getLogger("imgproxy.ingest")  # the name log filters already use
 
 _READ = 1024 * 1024
 _VERSION = re.compile(r"\.v[0-9a-f]{12}$")
