@@ -217,8 +217,12 @@ def test_purge_cdn_bans_every_url_of_one_original_by_its_surrogate_key(server, v
     # Both reached imgproxy (whose memory tier still holds them: purge reaches no server's memory).
     assert {r.headers["x-imgproxy-tier"] for r in again} <= {"memory", "store", "render"}
     assert server.metric("imgproxy_requests_total") == 5
-    assert varnish.get(b).headers["x-cache"] == "HIT"
+    still = varnish.get(b)
+    assert still.headers["x-cache"] == "HIT"
     assert server.metric("imgproxy_requests_total") == 5
+    print("\nafter imgproxy purge gallery/a --cdn: "
+          + ", ".join(f"{r.url.path} {r.status_code} {r.headers['x-cache']}" for r in (*again, still))
+          + f"; imgproxy saw {server.metric('imgproxy_requests_total'):.0f} requests in all")
 
 
 def test_purge_cdn_failure_says_so_after_purging_the_store(server, varnish):
