@@ -10,6 +10,9 @@
 #   If-None-Match             answered 304 by Varnish from the cached object
 #   PURGE <url>, BAN <prefix> from `purgers` only: drop one variant, or every URL under a
 #                             prefix (BAN /v/web/ after editing the `web` preset)
+#   BAN with X-Purge-Key      from `purgers` only: drop every object whose Surrogate-Key holds one
+#                             of its space-separated keys (o-<16 hex>): every URL of an original
+#                             (`imgproxy purge ID --cdn`); Surrogate-Key is not sent to clients
 vcl 4.1;
 
 backend imgproxy {
@@ -29,6 +32,15 @@ sub vcl_recv {
     if (req.method == "PURGE" || req.method == "BAN") {
         if (client.ip !~ purgers) {
             return (synth(405, "Not allowed"));
+        }
+        if (req.method == "BAN" && req.http.X-Purge-Key) {
+            # Keys are imgproxy's surrogate keys only, so they are safe inside the regex.
+            if (req.http.X-Purge-Key !~ "^o-[0-9a-f]{16}( o-[0-9a-f]{16})*$") {
+                return (synth(400, "Bad X-Purge-Key"));
+            }
+            # Whole tokens of the object's list: (^|\s)(o-…|o-…)(\s|$), no space inside the expression.
+            ban("obj.http.Surrogate-Key ~ (^|\s)(" + regsuball(req.http.X-Purge-Key, " ", "|") + ")(\s|$)");
+            return (synth(200, "Banned"));
         }
         if (req.method == "BAN") {
             ban("obj.http.x-url ~ ^" + regsub(req.url, "\?.*$", ""));
@@ -99,6 +111,7 @@ sub vcl_backend_response {
 
 sub vcl_deliver {
     unset resp.http.x-url;
+    unset resp.http.Surrogate-Key;    # kept on the object, where bans read it
     if (obj.hits > 0) {
         set resp.http.X-Cache = "HIT";
         # The tier is the one the first request saw at the origin, frozen into the object.

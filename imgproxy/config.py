@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .cdn import PURGERS
 from .formats import FORMATS, INPUT_FORMATS
 
 ENV_PREFIX = "IMGPROXY_"
@@ -95,6 +97,8 @@ class Settings:
     meta_gps: bool = setting(False, "include GPS latitude, longitude and altitude in /meta/ documents (location is personal data)")
     ingest_tokens: tuple[str, ...] = setting((), "comma-separated bearer tokens for PUT /o/<id> uploads; ingest is off when none is set", secret=True)
     ingest_render: str = setting("thumbnail,web", "comma-separated presets an upload renders at once when it names none (?render=); 'none' for none")
+    surrogate_key_header: str = setting("Surrogate-Key", "response header carrying the surrogate key of the original (o- and 16 hex of its id's SHA-256) on /v/ and /meta/ responses, so a CDN can purge every URL of an original at once (imgproxy purge --cdn): Surrogate-Key for Varnish (deploy/varnish.vcl) and Fastly, Cache-Tag for Cloudflare; empty sends none")
+    cdn_purge: tuple[str, ...] = setting((), "comma-separated CDNs that imgproxy purge --cdn purges by surrogate key, each <kind>:<url>; kinds: varnish (varnish:http://edge:6081, a BAN from an address in the VCL's purgers ACL)")
     sqs_endpoint_url: str = setting("", "SQS-compatible endpoint for imgproxy warm --enqueue and imgproxy consume (ElasticMQ, moto); empty means AWS")
 
     def __post_init__(self) -> None:
@@ -140,6 +144,13 @@ class Settings:
                       f"{url!r}: needs a bucket or host")
             check(len(urls) == 1 or all(urlsplit(u).scheme in ("http", "https") for u in urls), name,
                   "only HTTP origins may list several prefixes")
+        check(self.surrogate_key_header == "" or bool(_TOKEN.fullmatch(self.surrogate_key_header)),
+              "surrogate_key_header", "must be a header name (letters, digits, dashes) or empty")
+        for entry in self.cdn_purge:
+            kind, _, url = entry.partition(":")
+            parts = urlsplit(url)
+            check(kind in PURGERS and parts.scheme in ("http", "https") and bool(parts.netloc), "cdn_purge",
+                  f"{entry!r}: must be <kind>:<http(s) URL>, kind one of {', '.join(PURGERS)}")
         check(bool(self.warm_presets_list), "warm_presets", "must name at least one preset")
         unknown_outputs = set(self.warm_formats_list) - set(FORMATS)
         check(bool(self.warm_formats_list) and not unknown_outputs, "warm_formats",
@@ -198,6 +209,9 @@ class Settings:
                 value = f"<{len(value)} key(s)>"
             out[f.name] = str(value)
         return out
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 
 
 def _items(value: str) -> tuple[str, ...]:

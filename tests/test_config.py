@@ -36,6 +36,8 @@ def test_file_then_env_then_overrides(tmp_path):
     ("RENDER_MODE", "fork"), ("ORIGINALS", "ftp://x/"), ("VARIANTS", "https://x/"),
     ("HTTP_ALLOW_PRIVATE", "maybe"), ("RENDER_TIMEOUT", "-1"), ("MAX_SOURCE_PIXELS", "0"),
     ("AVIF_EFFORT", "10"), ("AVIF_EAGER_EFFORT", "-1"), ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local"),
+    ("SURROGATE_KEY_HEADER", "Surrogate Key"), ("CDN_PURGE", "http://edge:6081"),
+    ("CDN_PURGE", "fastly:https://api.fastly.com"), ("CDN_PURGE", "varnish:edge:6081"),
 ])
 def test_invalid_values_name_the_setting(name, value):
     with pytest.raises(ConfigError, match=f"IMGPROXY_{name}"):

@@ -244,6 +244,18 @@ def test_purge_deletes_every_format_and_digest_of_an_id(store: Store, tmp_path: 
     assert run("purge", "x/y", "--preset", "gone", env=env).returncode == 0  # removed, its folder remains
 
 
+def test_purge_cdn_without_a_cdn_deletes_nothing(store: Store, tmp_path: Path):
+    seed_variants(store)
+    env = variants_env(store, tmp_path)
+    before = store.keys()
+    out = run("purge", "gallery/1", "--cdn", env={**env, "IMGPROXY_CDN_PURGE": ""})
+    assert out.returncode == 2 and "IMGPROXY_CDN_PURGE: purge --cdn needs at least one CDN" in out.stderr
+    off = run("purge", "gallery/1", "--cdn", env={**env, "IMGPROXY_CDN_PURGE": "varnish:http://127.0.0.1:9",
+                                                    "IMGPROXY_SURROGATE_KEY_HEADER": ""})
+    assert off.returncode == 2 and "IMGPROXY_SURROGATE_KEY_HEADER" in off.stderr
+    assert store.keys() == before  # settings are checked before anything is deleted
+
+
 def test_gc_lists_stale_variants_and_deletes_them_only_with_apply(store: Store, tmp_path: Path):
     seed_variants(store)
     env = variants_env(store, tmp_path)

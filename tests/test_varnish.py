@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,3 +187,51 @@ def test_purge_and_ban_drop_cached_variants(server, varnish):
 
 def test_metrics_are_not_served_through_the_edge(server, varnish):
     assert varnish.get(varnish.base_url + "/metrics").status_code == 404
+
+
+def _purge(server: Server, *args: str, cdn: str) -> subprocess.CompletedProcess[str]:
+    env = {**server.env, "IMGPROXY_CDN_PURGE": cdn}
+    return subprocess.run([sys.executable, "-m", "imgproxy", "purge", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_purge_cdn_bans_every_url_of_one_original_by_its_surrogate_key(server, varnish):
+    photo = corpus("exif/mei__Nikon_D1X.jpg")
+    add_original(server, photo, "gallery/a")
+    add_original(server, photo, "gallery/b")
+    a = [varnish.url(server, "thumbnail", "gallery/a"), varnish.url(server, "web", "gallery/a", "jpg")]
+    b = varnish.url(server, "thumbnail", "gallery/b")
+    for url in (*a, b):
+        assert varnish.get(url).headers["x-cache"] == "MISS"
+        hit = varnish.get(url)
+        assert hit.headers["x-cache"] == "HIT" and "surrogate-key" not in hit.headers
+    assert server.metric("imgproxy_requests_total") == 3
+
+    out = _purge(server, "gallery/a", "--cdn", cdn=f"varnish:{varnish.base_url}")
+    assert out.returncode == 0, out.stderr
+    assert f"purged varnish:{varnish.base_url} by 1 surrogate keys" in out.stdout
+    assert "purged 2 variants of 1 ids" in out.stdout  # the store's, as without --cdn
+
+    again = [varnish.get(url) for url in a]
+    assert [(r.status_code, r.headers["x-cache"]) for r in again] == [(200, "MISS")] * 2
+    # Both reached imgproxy (whose memory tier still holds them: purge reaches no server's memory).
+    assert {r.headers["x-imgproxy-tier"] for r in again} <= {"memory", "store", "render"}
+    assert server.metric("imgproxy_requests_total") == 5
+    still = varnish.get(b)
+    assert still.headers["x-cache"] == "HIT"
+    assert server.metric("imgproxy_requests_total") == 5
+    print("\nafter imgproxy purge gallery/a --cdn: "
+          + ", ".join(f"{r.url.path} {r.status_code} {r.headers['x-cache']}" for r in (*again, still))
+          + f"; imgproxy saw {server.metric('imgproxy_requests_total'):.0f} requests in all")
+
+
+def test_purge_cdn_failure_says_so_after_purging_the_store(server, varnish):
+    add_original(server, corpus("exif/mei__Nikon_D1X.jpg"), "p")
+    assert varnish.get(varnish.url(server, "thumbnail", "p")).status_code == 200
+    down = f"varnish:http://127.0.0.1:{free_port()}"
+    out = _purge(server, "p", "--cdn", cdn=down)
+    assert out.returncode == 1 and "purged 1 variants of 1 ids" in out.stdout
+    assert f"CDN purge failed (the store's variants are deleted): {down}: ConnectError" in out.stderr, out.stderr
+    # The VCL refuses keys that are not imgproxy's (they go into a ban's regex).
+    bad = httpx.request("BAN", varnish.base_url + "/", headers={"X-Purge-Key": "o-.*"})
+    assert bad.status_code == 400

@@ -4,6 +4,7 @@ stay for isolation, exactly-once and faults."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -17,6 +18,7 @@ from conftest import KEY, ROOT, add_original, corpus
 from prometheus_client import REGISTRY
 
 from imgproxy import sign_url
+from imgproxy.cdn import surrogate_key
 from imgproxy.config import Settings
 from imgproxy.urls import meta_url, original_url
 from imgproxy.web.app import App, create_app
@@ -54,6 +56,39 @@ async def test_a_miss_renders_then_memory_serves(client: httpx.AsyncClient) -> N
     second = await client.get(url())
     assert second.headers["x-imgproxy-tier"] == "memory" and second.content == first.content
     assert second.headers["etag"] == first.headers["etag"]
+
+
+def test_the_surrogate_key_is_a_stable_token_per_original() -> None:
+    # Pinned: a CDN's copies are purged by the key the servers sent when they were cached,
+    # so a change here would leave every cached object unpurgeable.
+    assert surrogate_key("photos/42") == "o-13ca536754a7fc20"
+    assert surrogate_key("photos/43") != surrogate_key("photos/42")
+
+
+async def test_responses_carry_the_surrogate_key_of_their_original(tmp_path: Path) -> None:
+    settings = dataclasses.replace(_settings(tmp_path), fallback="photos/42")
+    app: App = create_app(settings)
+    async with app.lifespan(app.starlette), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://imgproxy.test") as client:
+        key = surrogate_key("photos/42")
+        for path in (url(), url(), url("web", fmt="auto"), meta_url(KEY, "photos/42")):
+            assert (await client.get(path)).headers["surrogate-key"] == key, path  # render, memory, .auto, /meta/
+        # A fallback stands in at the missing original's URL: purging that original drops it.
+        missing = await client.get(url(id="photos/missing"))
+        assert missing.status_code == 404 and missing.headers["surrogate-key"] == surrogate_key("photos/missing")
+        assert "surrogate-key" not in (await client.get(url(), headers={"if-none-match": "*"})).headers  # 304
+
+    off = create_app(dataclasses.replace(settings, surrogate_key_header="Cache-Tag"))
+    async with off.lifespan(off.starlette), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=off), base_url="http://imgproxy.test") as client:
+        r = await client.get(url())
+        assert r.headers["cache-tag"] == key and "surrogate-key" not in r.headers
+    off = create_app(dataclasses.replace(settings, surrogate_key_header=""))
+    async with off.lifespan(off.starlette), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=off), base_url="http://imgproxy.test") as client:
+        for path in (url(), meta_url(KEY, "photos/42"), url(id="photos/missing")):
+            r = await client.get(path)
+            assert not {"surrogate-key", "cache-tag"} & set(r.headers), path
 
 
 async def test_conditional_get_and_head(client: httpx.AsyncClient) -> None:

@@ -107,8 +107,10 @@ class App:
                                             not_found_max_age=self.settings.not_found_max_age,
                                             auto=services.settings.auto_format, cors=self.cors,
                                             fallback=self.settings.fallback,
-                                            fallback_ok=self.settings.fallback_status == "200")
-            self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps, cors=self.cors)
+                                            fallback_ok=self.settings.fallback_status == "200",
+                                            surrogate=self.settings.surrogate_key_header)
+            self.meta = MetaEndpoint(services.keys, services.variants, self.settings.meta_gps, cors=self.cors,
+                                     surrogate=self.settings.surrogate_key_header)
             self.originals = OriginalsEndpoint(services.keys, services.originals, cors=self.cors)
             for endpoint in (self.meta, self.originals):  # a missing original: one 404 lifetime everywhere
                 endpoint.not_found_max_age = self.settings.not_found_max_age

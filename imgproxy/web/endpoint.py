@@ -54,7 +54,7 @@ class VariantEndpoint(Endpoint):
 
     def __init__(self, keys: Sequence[str], presets: Mapping[str, Preset], variants: VariantService,
                  not_found_max_age: int = 60, auto: bool = True, cors: Cors = NO_CORS,
-                 fallback: str = "", fallback_ok: bool = False) -> None:
+                 fallback: str = "", fallback_ok: bool = False, surrogate: str = "") -> None:
         self.keys = tuple(keys)
         self.cors = cors
         self.fallback = fallback  # the id of the original served for a missing or broken one
@@ -63,8 +63,9 @@ class VariantEndpoint(Endpoint):
         self.not_found_max_age = not_found_max_age
         self.presets = presets
         self.variants = variants
-        self.headers = VariantHeaders(cors=cors)
-        self.auto_headers = VariantHeaders(vary=True, cors=cors)  # explicit formats never pay for Vary: Accept
+        self.headers = VariantHeaders(cors=cors, surrogate=surrogate)
+        # Explicit formats never pay for Vary: Accept.
+        self.auto_headers = VariantHeaders(vary=True, cors=cors, surrogate=surrogate)
         self.negotiator = Negotiator(variants.has_alpha) if auto else None
         # Exact URL bytes whose signature and path were already checked: a repeat
         # request skips the HMAC and parsing. Keys and presets only change with
@@ -97,7 +98,7 @@ class VariantEndpoint(Endpoint):
         record = scope.get(RECORD)
         if record is not None:
             record.tier = tier
-        headers = (self.auto_headers if auto else self.headers).get(key, blob, OUTPUTS[request.fmt].mime)
+        headers = (self.auto_headers if auto else self.headers).get(key, blob, OUTPUTS[request.fmt].mime, request.id)
         if self.cors.listed:  # the one CORS header that depends on the request (``*`` is in ``headers``)
             headers = (*headers, *self.cors.echo(scope))
         if not_modified(scope, blob.etag):
@@ -133,7 +134,7 @@ class VariantEndpoint(Endpoint):
                    (b"content-length", str(len(blob.body)).encode()),
                    (b"cache-control", for_error(self.not_found_max_age).encode()),
                    (b"x-content-type-options", b"nosniff"), _FALLBACK, _TIER[tier], *self.cors.fixed,
-                   *self.cors.echo(scope)]
+                   *self.cors.echo(scope), *self.headers.surrogate(request.id)]  # the URL's original, not the stand-in
         if (vary := vary_header(auto, self.cors)) is not None:
             headers.append((b"vary", vary))
         await send({"type": "http.response.start", "status": 200 if self.fallback_ok else failed.status,

@@ -26,19 +26,20 @@ from .skeleton import Endpoint, not_modified, raw_path, send_not_modified
 class MetaEndpoint(Endpoint):
     prefix = META_PREFIX.encode()
 
-    def __init__(self, keys: Sequence[str], variants: VariantService, gps: bool, cors: Cors = NO_CORS) -> None:
+    def __init__(self, keys: Sequence[str], variants: VariantService, gps: bool, cors: Cors = NO_CORS,
+                 surrogate: str = "") -> None:
         self.keys = tuple(keys)
         self.variants = variants
         self.gps = gps
         self.cors = cors
-        self.headers = VariantHeaders(size=4096, cors=cors)
+        self.headers = VariantHeaders(size=4096, cors=cors, surrogate=surrogate)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         signature = signature_from_query(scope.get("query_string", b""))
         id = parse_meta_path(self.path(raw_path(scope)))
         self.check_signature(meta_canonical(id), signature)
         key, blob, tier = await self.variants.describe(id, self.gps)
-        headers = self.headers.get(key, blob, "application/json")
+        headers = self.headers.get(key, blob, "application/json", id)
         if self.cors.listed:  # the one CORS header that depends on the request
             headers = (*headers, *self.cors.echo(scope))
         if not_modified(scope, blob.etag):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from starlette.types import Receive, Scope, Send
 
 from ..caching import IMMUTABLE, for_error
+from ..cdn import surrogate_key
 from ..errors import ImgproxyError, MethodNotAllowed
 from ..stores import Blob
 from ..variants.service import Timings
@@ -30,17 +31,24 @@ class VariantHeaders:
 
     Keyed by variant key and checked against the ETag, so a blob read again
     from the store reuses them; cleared whole when full (cheaper than an LRU
-    on the hit path).
+    on the hit path). The original's surrogate key (:mod:`imgproxy.cdn`) is
+    built in with the rest, so a hit pays nothing for it.
     """
 
-    def __init__(self, size: int = 65536, vary: bool = False, cors: Cors = NO_CORS) -> None:
+    def __init__(self, size: int = 65536, vary: bool = False, cors: Cors = NO_CORS, surrogate: str = "") -> None:
         self.size = size
         self.vary = vary  # for ``.auto``: the response depends on Accept
+        self._surrogate = surrogate.lower().encode()  # the header's name; empty sends none
         # What CORS adds to every response, whatever the request's Origin (the echo is the caller's).
         self._fixed = (*cors.fixed, *(((b"vary", value),) if (value := vary_header(vary, cors)) else ()))
         self._built: dict[str, tuple[str, tuple[tuple[bytes, bytes], ...]]] = {}
 
-    def get(self, key: str, blob: Blob, content_type: str) -> tuple[tuple[bytes, bytes], ...]:
+    def surrogate(self, id: str) -> tuple[tuple[bytes, bytes], ...]:
+        """The surrogate-key header of original ``id``, or none when the setting is empty."""
+        return ((self._surrogate, surrogate_key(id).encode()),) if self._surrogate else ()
+
+    def get(self, key: str, blob: Blob, content_type: str, id: str) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers of ``blob``, stored under ``key``, a variant (or metadata document) of original ``id``."""
         built = self._built.get(key)
         if built is not None and built[0] == blob.etag:
             return built[1]
@@ -52,6 +60,7 @@ class VariantHeaders:
             # Never after Date (RFC 9110 8.8.2.1), even for a store whose clock runs ahead.
             (b"last-modified", email.utils.formatdate(min(blob.mtime, time.time()), usegmt=True).encode()),
             (b"x-content-type-options", b"nosniff"),
+            *self.surrogate(id),
             *self._fixed,
         )
         if len(self._built) >= self.size:

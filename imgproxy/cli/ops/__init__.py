@@ -5,7 +5,7 @@ the CLI calls; :func:`add_commands` registers them on the CLI's subparsers
 without importing them::
 
     copy.py     originals between stores, streamed and idempotent
-    cleanup.py  purge (an original's variants) and gc (variants no preset makes)
+    cleanup.py  purge (an original's variants, and its CDN copies with --cdn) and gc (variants no preset makes)
     usage.py    du: variant-store usage next to the capacity estimate
     common.py   what they share: clients, a bounded loop, sizes, reports, progress
 
@@ -42,6 +42,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("purge", help="delete an original's variants (every preset, digest and format)")
     p.add_argument("ids", nargs="+", help="original ids, without extension: gallery/42/photo")
     p.add_argument("--preset", help="only this preset's variants (any name, current or not)")
+    p.add_argument("--cdn", action="store_true",
+                   help="then purge the CDNs of IMGPROXY_CDN_PURGE by the ids' surrogate keys (every URL of each id)")
     p.add_argument("--json", action="store_true", help="print what was deleted as JSON")
     p.set_defaults(func=_lazy("cleanup", "run_purge"))
 

@@ -1,4 +1,4 @@
-"""``imgproxy purge ID …`` and ``imgproxy gc [--apply]``: removing variants.
+"""``imgproxy purge ID … [--cdn]`` and ``imgproxy gc [--apply]``: removing variants.
 
 Both walk the variant store's folders, ``<preset>/<digest>/``, rather than
 every variant: purge tries each format of the id in every such folder (old
@@ -10,19 +10,27 @@ A folder is *stale* when its name is a preset name and a 12-hex digest, and
 that (preset, digest) is not one of the current presets: the preset was
 removed, or edited so its digest changed. Nothing else in the store is
 considered, so gc cannot delete what it does not understand.
+
+``purge --cdn`` then purges each CDN of ``IMGPROXY_CDN_PURGE`` by the ids'
+surrogate keys (:mod:`imgproxy.cdn`): every URL of the original, whatever
+``--preset`` narrowed in the store. The store part is done first and stays
+done when a CDN fails; that failure is printed and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import anyio
+import httpx
 
 from ...batch.progress import each
-from ...config import load_settings
+from ...cdn import CdnError, purgers, surrogate_key
+from ...config import ConfigError, Settings, load_settings
 from ...errors import NotFound
 from ...formats import FORMATS
 from ...presets import NAME, Preset, load_presets
@@ -98,19 +106,50 @@ async def find_stale(store: VariantStore, presets: Mapping[str, Preset]) -> list
     return found
 
 
+#: Seconds one CDN purge request may take.
+CDN_TIMEOUT = 10.0
+
+
+async def purge_cdns(settings: Settings, ids: list[str]) -> list[dict[str, str]]:
+    """Purge every CDN of ``IMGPROXY_CDN_PURGE`` by the surrogate keys of ``ids``; one result each."""
+    keys = sorted({surrogate_key(id) for id in ids})
+    results = []
+    async with httpx.AsyncClient(timeout=CDN_TIMEOUT) as client:
+        for cdn in purgers(settings.cdn_purge):
+            try:
+                await cdn.purge(client, keys)
+                results.append({"cdn": cdn.name, "error": ""})
+            except CdnError as exc:
+                results.append({"cdn": cdn.name, "error": str(exc)})
+    return results
+
+
 def run_purge(args: argparse.Namespace) -> int:
     ids = [check_id(id) for id in args.ids]
     settings = load_settings()
     presets = load_presets(settings.presets)
+    if args.cdn and not settings.cdn_purge:
+        raise ConfigError("IMGPROXY_CDN_PURGE: purge --cdn needs at least one CDN (varnish:http://edge:6081)")
+    if args.cdn and not settings.surrogate_key_header:
+        raise ConfigError("IMGPROXY_SURROGATE_KEY_HEADER: empty, so responses carry no surrogate key that "
+                          "purge --cdn could purge by")
 
-    async def work() -> list[str]:
+    async def work() -> tuple[list[str], list[dict[str, str]]]:
         async with variant_store(settings) as store:
-            return await purge(store, ids, args.preset, presets=presets)
+            deleted = await purge(store, ids, args.preset, presets=presets)
+        return deleted, (await purge_cdns(settings, ids) if args.cdn else [])
 
-    deleted = anyio.run(work)
+    deleted, cdns = anyio.run(work)
     lines = [f"deleted {key}" for key in deleted] + [f"purged {len(deleted)} variants of {len(ids)} ids"]
-    emit({"ids": ids, "deleted": deleted}, args.json, lines)
-    return 0
+    lines += [f"purged {r['cdn']} by {len(ids)} surrogate keys" for r in cdns if not r["error"]]
+    summary: dict[str, object] = {"ids": ids, "deleted": deleted}
+    if args.cdn:
+        summary["cdn"] = cdns
+    emit(summary, args.json, lines)
+    failed = [r for r in cdns if r["error"]]
+    for r in failed:
+        print(f"imgproxy: CDN purge failed (the store's variants are deleted): {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def run_gc(args: argparse.Namespace) -> int:
