@@ -19,6 +19,8 @@ graphics and text whose colour edges matter; JPEG and AVIF) and
 :data:`DEFAULT_AUTO_TARGET` when a quality is ``"auto"``, so the target in
 force is always hashed). Encoder speed (AVIF effort) is a server setting, not
 part of a preset: see the encoder table in docs/RENDERING.md.
+``public`` (unsigned URLs allowed) is never hashed either: it changes who
+may ask, not what is rendered.
 ``widths`` (the ladder a URL may pick from) is never hashed: it changes no
 render, and each width's variant key names the width itself. A watermark is
 hashed by its placement and its image's content (``sha256``), not its name.
@@ -55,7 +57,9 @@ _MAX_SIDE = 16384
 #: Hashed whatever their value: the definition of a digest before any field was added.
 _ALWAYS_HASHED = ("width", "height", "fit", "enlarge", "strip")
 _FIRST_FORMATS = ("webp", "avif", "jpg", "png")
-_NOT_HASHED = ("name", "digest", "quality", "widths")
+#: ``public`` changes who may ask for a variant, not what is rendered: never hashed,
+#: so marking a preset public changes no digest and re-renders nothing.
+_NOT_HASHED = ("name", "digest", "quality", "widths", "public")
 FITS = ("inside", "cover", "contain", "fill")
 #: Compass points as a focal point (fractions of the width and height).
 POSITIONS = MappingProxyType({
@@ -142,6 +146,8 @@ class Preset:
     sharpen: float = 0.0  # libvips sharpen's sigma, 0.6..10 (true: DEFAULT_SHARPEN)
     grayscale: bool = False
     pad: int = 0  # a margin of output pixels in ``background`` around the fitted image
+    # Unsigned URLs allowed (ladder widths and formats only; docs/URLS.md#public-presets). Not hashed.
+    public: bool = False
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -155,7 +161,7 @@ class Preset:
         if self.fit not in FITS:
             raise PresetError(f"preset {self.name!r}: fit must be one of {', '.join(FITS)}")
         self._check_art()
-        for flag in ("enlarge", "strip"):
+        for flag in ("enlarge", "strip", "public"):
             if not isinstance(getattr(self, flag), bool):
                 raise PresetError(f"preset {self.name!r}: {flag} must be true or false")
         unknown = set(self.quality) - set(FORMATS)
@@ -281,7 +287,7 @@ def parse_presets(doc: Mapping[str, object], base: str | Path = ".") -> dict[str
         if not isinstance(body, dict):
             raise PresetError(f"preset {name!r}: expected a table")
         known = {"width", "height", "fit", "enlarge", "strip", "quality", "chroma", "auto_target",
-                 "gravity", "background", "widths", "watermark", *OPERATIONS}
+                 "gravity", "background", "widths", "watermark", "public", *OPERATIONS}
         extra = set(body) - known
         if extra:
             raise PresetError(f"preset {name!r}: unknown keys {sorted(extra)}")

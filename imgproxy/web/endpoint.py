@@ -3,6 +3,7 @@ lookups and two ``send`` calls, with no framework objects built per request.
 
     GET|HEAD /v/<preset>/<id>.<fmt>?s=<signature>
       1. query: exactly one ``s``                   400 / 403 (308 to it: canonical.py)
+         or none at all, for a public preset      403 (private) / 400 (focal point)
       2. parse preset, id, format                   400
       3. signature over the raw path                403
       4. preset known; its width ladder, crop       404 / 400
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from ..caching import for_error
-from ..errors import BadRequest, ImgproxyError, MethodNotAllowed, NotFound, Undecodable, Unsupported
+from ..errors import BadRequest, Forbidden, ImgproxyError, MethodNotAllowed, NotFound, Undecodable, Unsupported
 from ..formats import AUTO, OUTPUTS
 from ..metrics import OUTCOME, REQUESTS
 from ..modifiers import check_modifiers
@@ -159,6 +160,8 @@ class VariantEndpoint(Endpoint):
         return checked
 
     def _check(self, raw: bytes, query: bytes) -> tuple[VariantRequest, Preset]:
+        if not query:
+            return self._check_unsigned(raw)
         signature = signature_from_query(query)
         path = self.path(raw)
         request = parse_path(path)  # the shape first: a malformed URL is 400 whatever its signature
@@ -167,4 +170,16 @@ class VariantEndpoint(Endpoint):
         if preset is None:
             raise NotFound(f"unknown preset {request.preset!r}")
         check_modifiers(request.width, request.focus, preset)  # 400: a width off the ladder, ...
+        return request, preset
+
+    def _check_unsigned(self, raw: bytes) -> tuple[VariantRequest, Preset]:
+        """A URL with no query at all: served only for a public preset, at its own
+        size or a ladder width, with no focal point (nothing free-form)."""
+        request = parse_path(self.path(raw))
+        preset = self.presets.get(request.preset)
+        if preset is None or not preset.public:  # a private or unknown preset: as before
+            raise Forbidden("missing signature")
+        if request.focus is not None:
+            raise BadRequest(f"preset {preset.name!r} is public: an unsigned URL may not carry a focal point")
+        check_modifiers(request.width, None, preset)  # 400: a width off the ladder
         return request, preset

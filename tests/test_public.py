@@ -1,0 +1,93 @@
+"""Public presets (docs/URLS.md#public-presets): unsigned URLs reach only a
+public preset's own size and ladder widths, with no focal point and no query."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import KEY, add_original, corpus
+
+from imgproxy import sign_url
+from imgproxy.config import Settings
+from imgproxy.presets import Preset, parse_presets
+from imgproxy.web.app import App, create_app
+
+PRESETS = """
+[card]
+width = 800
+height = 600
+fit = "cover"
+widths = [320, 640]
+public = true
+
+[private]
+width = 800
+height = 600
+fit = "cover"
+widths = [320, 640]
+"""
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    originals = tmp_path / "originals"
+    add_original(originals, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
+    presets = tmp_path / "presets.toml"
+    presets.write_text(PRESETS)
+    settings = Settings(keys=(KEY,), originals=originals.as_uri(), variants=(tmp_path / "v").as_uri(),
+                        presets=str(presets), render_mode="thread", render_threads=1,
+                        dev_key_file=str(tmp_path / "dev-key"), log_format="json")
+    app: App = create_app(settings)
+    async with app.lifespan(app.starlette), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://imgproxy.test") as client:
+        yield client
+
+
+def test_public_changes_no_digest() -> None:
+    public, private = parse_presets({"a": {"width": 8, "height": 6, "public": True},
+                                     "b": {"width": 8, "height": 6}}).values()
+    assert public.public and not private.public
+    assert dataclasses.replace(public, name="b").digest == private.digest
+    with pytest.raises(ValueError, match="public must be true or false"):
+        Preset(name="c", width=8, height=6, public="yes")  # type: ignore[arg-type]
+
+
+async def test_an_unsigned_public_url_is_the_signed_variant(client: httpx.AsyncClient) -> None:
+    signed_url = sign_url(KEY, "card", "photos/42", "webp", width=640)
+    unsigned_url = signed_url.partition("?")[0]
+    assert unsigned_url == "/v/card@w640/photos/42.webp"
+    unsigned = await client.get(unsigned_url)
+    assert unsigned.status_code == 200 and unsigned.headers["x-imgproxy-tier"] == "render"
+    signed = await client.get(signed_url)  # a public preset's signed URL still works: the same render
+    assert signed.status_code == 200 and signed.headers["x-imgproxy-tier"] == "memory"
+    assert signed.headers["etag"] == unsigned.headers["etag"] and signed.content == unsigned.content
+    again = await client.get(unsigned_url)  # the verified-URL cache holds unsigned URLs too
+    assert again.status_code == 200 and again.headers["etag"] == unsigned.headers["etag"]
+    assert (await client.get("/v/card/photos/42.auto")).status_code == 200  # the preset's own size, .auto
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/v/private/photos/42.webp", 403),  # a private preset
+    ("/v/private@w640/photos/42.webp", 403),
+    ("/v/nope/photos/42.webp", 403),  # an unknown one: no different from a private one
+    ("/v/card@w500/photos/42.webp", 400),  # a width off the ladder
+    ("/v/card@f0.8x0.3/photos/42.webp", 400),  # a focal point
+    ("/v/card@w320@f0.8x0.3/photos/42.webp", 400),
+    ("/v/card/photos/42.webp?utm_source=x", 400),  # any query
+    ("/v/card/photos/42.webp?s=", 403),  # an empty signature is a signed URL, and a bad one
+    ("/v/card/photos/42.webp?s=bad", 403),
+])
+async def test_unsigned_urls_reach_nothing_else(client: httpx.AsyncClient, path: str, status: int) -> None:
+    response = await client.get(path)
+    assert response.status_code == status, response.text
+
+
+async def test_a_signed_url_keeps_its_focal_point_and_redirect(client: httpx.AsyncClient) -> None:
+    focused = sign_url(KEY, "card", "photos/42", "webp", width=320, focus=(0.8, 0.3))
+    assert (await client.get(focused)).status_code == 200
+    utm = await client.get(focused + "&utm_source=x")
+    assert utm.status_code == 308 and utm.headers["location"] == focused
