@@ -4,12 +4,12 @@ public preset's own size and ladder widths, with no focal point and no query."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import KEY, add_original, corpus
+from conftest import KEY, Server, add_original, corpus
 
 from imgproxy import sign_url
 from imgproxy.config import Settings
@@ -91,3 +91,18 @@ async def test_a_signed_url_keeps_its_focal_point_and_redirect(client: httpx.Asy
     assert (await client.get(focused)).status_code == 200
     utm = await client.get(focused + "&utm_source=x")
     assert utm.status_code == 308 and utm.headers["location"] == focused
+
+
+def test_a_real_server_serves_public_presets_unsigned(server_factory: Callable[..., Server], tmp_path: Path) -> None:
+    presets = tmp_path / "presets.toml"
+    presets.write_text(PRESETS)
+    server = server_factory(env={"IMGPROXY_PRESETS": str(presets)})
+    add_original(server, corpus("exif/mei__Nikon_D1X.jpg"), "photos/42")
+    unsigned = server.get("/v/card@w320/photos/42.jpg")
+    assert unsigned.status_code == 200 and unsigned.headers["content-type"] == "image/jpeg"
+    signed = server.get(sign_url(KEY, "card", "photos/42", "jpg", width=320))
+    assert signed.status_code == 200 and signed.headers["etag"] == unsigned.headers["etag"]
+    assert signed.headers["x-imgproxy-tier"] != "render"  # the unsigned request's render, reused
+    for path, status in (("/v/private@w320/photos/42.jpg", 403), ("/v/card@w321/photos/42.jpg", 400),
+                         ("/v/card@f0.5x0.5/photos/42.jpg", 400), ("/v/card/photos/42.jpg?x=1", 400)):
+        assert server.get(path).status_code == status, path
