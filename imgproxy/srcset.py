@@ -17,7 +17,7 @@ from .urls import variant_url
 
 
 def srcset(key: str, preset: str, id: str, fmt: str, widths: Iterable[int], base_url: str = "",
-           *, focus: Focus | None = None) -> str:
+           *, focus: Focus | None = None, signed: bool = True) -> str:
     return ", ".join(
-        f"{variant_url(key, preset, id, fmt, base_url, width=w, focus=focus)} {w}w" for w in widths
+        f"{variant_url(key, preset, id, fmt, base_url, width=w, focus=focus, signed=signed)} {w}w" for w in widths
     )

@@ -98,10 +98,11 @@ def signature_from_query(query: bytes) -> str:
 
 
 def variant_url(key: str, preset: str, id: str, fmt: str, base_url: str = "", *,
-                width: int | None = None, focus: Focus | None = None) -> str:
+                width: int | None = None, focus: Focus | None = None, signed: bool = True) -> str:
+    """The variant's URL; ``signed=False`` leaves out ``?s=`` (served for a public preset only)."""
     request = VariantRequest(preset, check_id(id), check_format(fmt), width, focus)
-    path = f"{PREFIX}{quote(request.canonical, safe='/@')}"
-    return f"{base_url.rstrip('/')}{path}?s={sign(key, request.canonical)}"
+    path = f"{base_url.rstrip('/')}{PREFIX}{quote(request.canonical, safe='/@')}"
+    return f"{path}?s={sign(key, request.canonical)}" if signed else path
 
 
 def meta_url(key: str, id: str, base_url: str = "") -> str:

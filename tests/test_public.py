@@ -4,12 +4,15 @@ public preset's own size and ladder widths, with no focal point and no query."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import KEY, Server, add_original, corpus
+from conftest import KEY, ROOT, Server, add_original, corpus
 
 from imgproxy import sign_url
 from imgproxy.config import Settings
@@ -106,3 +109,20 @@ def test_a_real_server_serves_public_presets_unsigned(server_factory: Callable[.
     for path, status in (("/v/private@w320/photos/42.jpg", 403), ("/v/card@w321/photos/42.jpg", 400),
                          ("/v/card@f0.5x0.5/photos/42.jpg", 400), ("/v/card/photos/42.jpg?x=1", 400)):
         assert server.get(path).status_code == status, path
+
+
+def test_sign_unsigned_prints_a_public_presets_urls(tmp_path: Path) -> None:
+    presets = tmp_path / "presets.toml"
+    presets.write_text(PRESETS)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMGPROXY_CONFIG": str(ROOT / "config/imgproxy.toml"),
+           "IMGPROXY_PRESETS": str(presets), "IMGPROXY_KEYS": KEY}
+
+    def sign(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imgproxy", "sign", *args], env=env, capture_output=True,
+                              text=True, timeout=30)
+
+    assert sign("card", "photos/42", "--unsigned", "--width", "320").stdout.strip() == "/v/card@w320/photos/42.webp"
+    assert sign("card", "photos/42", "--unsigned", "--srcset").stdout.strip() == (
+        "/v/card@w320/photos/42.webp 320w, /v/card@w640/photos/42.webp 640w")
+    assert sign("private", "photos/42", "--unsigned").returncode == 2
+    assert sign("card", "photos/42", "--unsigned", "--focus", "0.5,0.5").returncode == 2

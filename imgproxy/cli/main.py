@@ -152,13 +152,20 @@ def cmd_sign(args: argparse.Namespace) -> int:
     preset, key = presets[args.preset], resolve_keys(settings)[0]
     focus = parse_focus(args.focus) if args.focus else None
     check_modifiers(args.width, focus, preset)
+    if args.unsigned and (not preset.public or focus is not None):
+        print(f"imgproxy: --unsigned needs a public preset and no --focus ({args.preset!r} is "
+              f"{'public' if preset.public else 'private'})", file=sys.stderr)
+        return 2
+    signed = not args.unsigned
     if args.srcset:
         if not preset.widths:
             print(f"imgproxy: preset {args.preset!r} has no widths", file=sys.stderr)
             return 2
-        print(srcset(key, args.preset, args.id, args.format, preset.widths, args.base_url, focus=focus))
+        print(srcset(key, args.preset, args.id, args.format, preset.widths, args.base_url, focus=focus,
+                     signed=signed))
         return 0
-    print(variant_url(key, args.preset, args.id, args.format, args.base_url, width=args.width, focus=focus))
+    print(variant_url(key, args.preset, args.id, args.format, args.base_url, width=args.width, focus=focus,
+                      signed=signed))
     return 0
 
 
@@ -254,6 +261,7 @@ def parser() -> argparse.ArgumentParser:
     sign.add_argument("--width", type=int, help="a width from the preset's widths")
     sign.add_argument("--focus", help="focal point x,y as fractions 0..1, e.g. 0.8,0.3 (fit = cover)")
     sign.add_argument("--srcset", action="store_true", help="print a srcset attribute of every width")
+    sign.add_argument("--unsigned", action="store_true", help="no ?s= (a public preset's URL)")
     sign.set_defaults(func=cmd_sign)
 
     warm = sub.add_parser("warm", help="pre-render variants: here with fan-out jobs, through a server, or via SQS")
