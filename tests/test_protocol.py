@@ -245,7 +245,7 @@ def test_a_slow_upload_body_is_cut_with_408(server_factory: Callable[..., Server
     sock.close()
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     assert b'"timeout"' in answer and b"connection: close" in answer
-    assert 2 <= elapsed < 2 + 1.5, elapsed
+    assert 2 - 0.05 <= elapsed < 2 + 1.5, elapsed  # the event loop may fire a timer a clock tick early
     assert "Traceback" not in server.logs() and "ASGI" not in server.logs(), server.logs()
     assert not (server.originals / "up").exists() or not any((server.originals / "up").iterdir())
     # A body sent at once is unaffected.
