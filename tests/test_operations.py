@@ -3,6 +3,7 @@ still images and on every frame of animated GIF and WebP originals."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,14 @@ def animation(path: Path, frames: list[pyvips.Image]) -> Path:
     strip.set_type(pyvips.GValue.gint_type, "loop", 0)
     strip.write_to_file(str(path), **({"lossless": True} if path.suffix == ".webp" else {}))
     return path
+
+
+def written(path: Path, frame: Callable[[int], pyvips.Image], frames: int) -> Path:
+    """``frame(0)`` as a still image at ``path``, or ``frames`` of them as an animation."""
+    if frames == 1:
+        frame(0).write_to_file(str(path))
+        return path
+    return animation(path, [frame(i) for i in range(frames)])
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +220,7 @@ def bordered(path: Path, frames: int = 1) -> Path:
         ring = pyvips.Image.black(112, 62).new_from_image([240, 240, 240]).copy(interpretation="srgb")
         white = pyvips.Image.black(300, 200).new_from_image([255, 255, 255]).copy(interpretation="srgb")
         return white.insert(ring.insert(content, 6, 6), 30, 90)
-    if frames == 1:
-        one(0).pngsave(str(path))
-        return path
-    return animation(path, [one(i) for i in range(frames)])
+    return written(path, one, frames)
 
 
 @pytest.mark.parametrize("kind", ["png", "gif", "webp"])
@@ -287,10 +293,7 @@ def soft(path: Path, frames: int = 1) -> Path:
         xy = pyvips.Image.xyz(160, 160)
         blocks = ((((xy[0] + i * 3) // 8 + xy[1] // 8) % 2) * 160 + 40).cast("uchar").gaussblur(1.2)
         return blocks.bandjoin([blocks, blocks]).copy(interpretation="srgb")
-    if frames == 1:
-        one(0).pngsave(str(path))
-        return path
-    return animation(path, [one(i) for i in range(frames)])
+    return written(path, one, frames)
 
 
 @pytest.mark.parametrize("kind", ["png", "gif", "webp"])
